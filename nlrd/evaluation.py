@@ -1,0 +1,127 @@
+"""Evaluation of the trained stages on held-out data (used by ``training.evaluate`` and the benchmarks).
+
+Pose-prior figures:
+- reconstruction: MPJPE / PA-MPJPE of Dp(Ep(y)) on the test split (mm);
+- plausibility: the fraction of decoded prior samples z ~ U[-1,1]^32 whose *joint angles* all fall
+  inside the range seen in the training split. The angle set (:func:`joint_angles`), 44 angles per
+  pose, in degrees:
+    * bend of every bone against its parent bone (16; the hips and spine against the pelvis->thorax
+      direction), e.g. knee and elbow flexion;
+    * for the 14 bones expressed in the torso frame, the angle to the torso's up axis and to its
+      forward axis (28), e.g. how far an arm is raised or swung forward;
+- coverage: median over test poses of the MPJPE to the nearest of 100,000 decoded prior samples;
+- latent KS: median over the 32 dimensions of the Kolmogorov-Smirnov distance between encoded
+  training poses and U[-1,1]. The prior models poses seen from every azimuth and mirrored (that is
+  the training distribution), so the poses are encoded with the training augmentation; the value
+  for the raw mocap orientations is reported beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from nlrd.kinematics import joints_to_bones
+from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.priors import MotionPrior, PosePrior
+from nlrd.skeleton import H36M_17, Skeleton
+from nlrd.stages.common import augment_view
+from nlrd.stages.pose_aae import ks_to_uniform
+
+
+def joint_angles(joints: np.ndarray, skeleton: Skeleton = H36M_17) -> np.ndarray:
+    """The plausibility angle set of (N, J, 3) poses -> (N, 44) degrees (see module doc)."""
+    j = torch.as_tensor(np.asarray(joints, dtype=np.float64))
+    j = j - j[:, :1]
+    parents = list(skeleton.parents)
+    bones = j - j[:, [max(p, 0) for p in parents]]
+    bones = bones / bones.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    up = j[:, skeleton.torso_joint] / j[:, skeleton.torso_joint].norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    ref = []
+    for c in range(1, skeleton.num_joints):
+        p = parents[c]
+        ref.append(up if p == 0 else bones[:, p])
+    ref_t = torch.stack(ref, dim=1)
+    bend = torch.rad2deg(torch.arccos((bones[:, 1:] * ref_t).sum(-1).clamp(-1, 1)))
+    rep = joints_to_bones(j, skeleton)
+    local = [c for c in range(1, skeleton.num_joints) if c not in skeleton.view_variant_joints]
+    loc = rep[:, local]  # unit vectors in the torso frame: e_y points down the body, e_z backwards
+    to_up = torch.rad2deg(torch.arccos((-loc[..., 1]).clamp(-1, 1)))
+    to_fwd = torch.rad2deg(torch.arccos((-loc[..., 2]).clamp(-1, 1)))
+    return torch.cat([bend, to_up, to_fwd], dim=1).numpy()
+
+
+
+
+def angle_ranges(train_joints: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Per-angle (min, max) over the training poses, each (44,) degrees."""
+    lo, hi = None, None
+    for s in range(0, len(train_joints), chunk):
+        a = joint_angles(train_joints[s : s + chunk])
+        lo = a.min(0) if lo is None else np.minimum(lo, a.min(0))
+        hi = a.max(0) if hi is None else np.maximum(hi, a.max(0))
+    assert lo is not None and hi is not None
+    return lo, hi
+
+
+def plausible_fraction(poses: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Fraction of poses (N, J, 3) whose every angle lies in [lo, hi]."""
+    a = joint_angles(poses)
+    return float(((a >= lo) & (a <= hi)).all(axis=1).mean())
+
+
+def nearest_mpjpe(queries: np.ndarray, bank: np.ndarray, k: int = 16, chunk: int = 512) -> np.ndarray:
+    """For each query pose (Q, J, 3), the MPJPE (mm) to its nearest pose in ``bank`` (N, J, 3).
+
+    Candidates come from the k nearest in flat Euclidean distance (a matrix product), then the exact
+    MPJPE picks among them; with k = 16 this equals the brute-force MPJPE minimum in practice.
+    """
+    b = torch.as_tensor(bank.reshape(len(bank), -1), dtype=torch.float32)
+    bn = (b * b).sum(1)
+    out = []
+    for s in range(0, len(queries), chunk):
+        q = torch.as_tensor(queries[s : s + chunk].reshape(-1, b.shape[1]), dtype=torch.float32)
+        d = (q * q).sum(1, keepdim=True) - 2 * q @ b.T + bn[None]
+        idx = torch.topk(d, k=min(k, len(bank)), dim=1, largest=False).indices
+        cand = b[idx].view(len(q), idx.shape[1], -1, 3)
+        err = torch.linalg.norm(cand - q.view(len(q), 1, -1, 3), dim=-1).mean(-1)
+        out.append(err.min(1).values)
+    return torch.cat(out).numpy()
+
+
+def evaluate_pose_prior(prior: PosePrior, train: np.ndarray, test: np.ndarray, *, n_plausible: int = 10_000,
+                        n_coverage: int = 100_000, coverage_queries: int = 2000, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """All pose-prior figures of the module doc on (N, J, 3) train / test poses (mm)."""
+    rng = np.random.default_rng(seed)
+    rec = np.concatenate([prior.decode(prior.encode(c)) for c in np.array_split(test, max(1, len(test) // 8192))])
+    lo, hi = angle_ranges(train)
+    samples = prior.decode(prior.sample(n_plausible, seed=seed))
+    bank = np.concatenate([prior.decode(prior.sample(10_000, seed=seed + 1 + i)) for i in range(n_coverage // 10_000)])
+    q = test[np.sort(rng.choice(len(test), size=min(coverage_queries, len(test)), replace=False))]
+    cover = nearest_mpjpe(q, bank)
+    g = torch.Generator().manual_seed(seed)
+    sub = torch.as_tensor(train[rng.choice(len(train), size=min(50_000, len(train)), replace=False)])
+    aug = augment_view(sub, g).numpy()
+    ks_aug = ks_to_uniform(prior.encode(aug))
+    ks_raw = ks_to_uniform(prior.encode(sub.numpy()))
+    return {
+        "test_mpjpe_mm": float(mpjpe(rec, test)),
+        "test_pa_mpjpe_mm": float(pa_mpjpe(rec, test)),
+        "prior_plausible_fraction": plausible_fraction(samples, lo, hi),
+        "prior_coverage_mm": float(np.median(cover)),
+        "latent_ks_median": float(np.median(ks_aug)),
+        "latent_ks_median_raw_orientation": float(np.median(ks_raw)),
+        "test_poses": int(len(test)),
+        "coverage_queries": int(len(q)),
+    }
+
+
+def evaluate_motion_prior(prior: MotionPrior, test_windows: np.ndarray) -> dict[str, Any]:
+    """MPJPE (mm) of Dp(Dm(Em(Ep(Y)))) over test windows (M, 30, J, 3)."""
+    errs = []
+    for s in range(0, len(test_windows), 256):
+        w = test_windows[s : s + 256]
+        errs.append(np.linalg.norm(prior.decode(prior.encode(w)) - w, axis=-1).mean(axis=(1, 2)))
+    return {"test_mpjpe_mm": float(np.concatenate(errs).mean()), "test_windows": int(len(test_windows))}

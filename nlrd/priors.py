@@ -1,0 +1,196 @@
+"""Public API of the learned pose and motion latent spaces: numpy (or torch) in, same kind out.
+
+    from nlrd import PosePrior, MotionPrior
+    prior = PosePrior.from_pretrained()          # shipped weights in checkpoints/
+    z = prior.encode(joints)                     # (..., 17, 3) mm -> (..., 32) in [-1, 1]
+    joints = prior.decode(prior.sample(8, seed=0))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from nlrd.checkpoint import load_checkpoint, load_into
+from nlrd.data.paths import REPO_ROOT
+from nlrd.models.motion_ae import MotionAEConfig, MotionDecoder, MotionEncoder
+from nlrd.models.pose_aae import PoseAAEConfig, PoseDecoder, PoseEncoder
+from nlrd.skeleton import Skeleton, get_skeleton
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+POSE_CHECKPOINT = "pose_aae.safetensors"
+MOTION_CHECKPOINT = "motion_ae.safetensors"
+
+
+def pick_device(device: str | torch.device) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass from saved metadata, refusing unknown fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"checkpoint config has fields {sorted(unknown)} unknown to {cls.__name__}")
+    return cls(**data)
+
+
+class _Runner:
+    """numpy/torch conversion around a module call, batched over leading dims."""
+
+    device: torch.device
+
+    def _in(self, x: np.ndarray | torch.Tensor, trailing: tuple[int, ...], what: str) -> tuple[torch.Tensor, bool]:
+        was_np = not isinstance(x, torch.Tensor)
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if was_np else x
+        if t.ndim < len(trailing) or tuple(t.shape[-len(trailing):]) != trailing:
+            raise ValueError(f"{what}: expected shape (..., {', '.join(map(str, trailing))}), got {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{what}: input contains NaN or infinite values")
+        return t.to(self.device, torch.float32), was_np
+
+    @staticmethod
+    def _out(t: torch.Tensor, was_np: bool) -> np.ndarray | torch.Tensor:
+        return t.detach().cpu().numpy() if was_np else t
+
+
+class PosePrior(_Runner):
+    """The pose auto-encoder's latent space z in [-1, 1]^latent_dim."""
+
+    def __init__(self, encoder: PoseEncoder, decoder: PoseDecoder, meta: dict[str, Any], device: torch.device) -> None:
+        self.encoder, self.decoder = encoder.to(device).eval(), decoder.to(device).eval()
+        self.meta, self.device = meta, device
+        self.skeleton: Skeleton = encoder.skeleton
+        self.latent_dim: int = encoder.cfg.latent_dim
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> PosePrior:
+        ck = load_checkpoint(Path(path) if path is not None else CHECKPOINT_DIR / POSE_CHECKPOINT, expected_stage="pose_aae")
+        cfg = config_from_dict(PoseAAEConfig, ck.meta["config"]["model"])
+        skeleton = get_skeleton(ck.meta.get("skeleton", cfg.skeleton))
+        enc, dec = PoseEncoder(cfg, skeleton), PoseDecoder(cfg, skeleton)
+        load_into(enc, ck, prefix="encoder.")
+        load_into(dec, ck, prefix="decoder.")
+        return cls(enc, dec, ck.meta, pick_device(device))
+
+    @torch.no_grad()
+    def encode(self, joints: ArrayT) -> ArrayT:
+        """Root-relative joints (..., J, 3) mm -> z (..., latent_dim)."""
+        t, was_np = self._in(joints, (self.skeleton.num_joints, 3), "PosePrior.encode")
+        t = t - t[..., :1, :]
+        return self._out(self.encoder(t), was_np)
+
+    @torch.no_grad()
+    def decode(self, z: ArrayT) -> ArrayT:
+        """z (..., latent_dim), values in [-1, 1] -> root-relative joints (..., J, 3) mm."""
+        t, was_np = self._in(z, (self.latent_dim,), "PosePrior.decode")
+        return self._out(self.decoder(t), was_np)
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n latents from the prior U[-1, 1]^latent_dim, (n, latent_dim) float32."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        rng = np.random.default_rng(seed)
+        return rng.uniform(-1.0, 1.0, size=(n, self.latent_dim)).astype(np.float32)
+
+
+class GaussianLatentPrior(nn.Module):
+    """A Gaussian fitted to the encoded training motions, for sampling v (buffers: mean (D,), chol (D,D))."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("chol", torch.eye(dim))
+
+    @torch.no_grad()
+    def fit(self, v: torch.Tensor) -> GaussianLatentPrior:
+        """Fit to samples v (N, D)."""
+        self.mean.copy_(v.mean(0))
+        cov = torch.cov(v.T) + 1e-5 * torch.eye(v.shape[1], device=v.device)
+        self.chol.copy_(torch.linalg.cholesky(cov))
+        return self
+
+
+class MotionPrior(_Runner):
+    """The motion auto-encoder's latent space v in [-1, 1]^128 over 30-frame windows, on top of a PosePrior."""
+
+    def __init__(self, pose: PosePrior, encoder: MotionEncoder, decoder: MotionDecoder,
+                 gaussian: GaussianLatentPrior, meta: dict[str, Any], device: torch.device) -> None:  # fmt: skip
+        self.pose, self.meta, self.device = pose, meta, device
+        self.encoder, self.decoder = encoder.to(device).eval(), decoder.to(device).eval()
+        self.gaussian = gaussian.to(device)
+        self.latent_dim: int = encoder.cfg.motion_latent_dim
+        self.length: int = encoder.cfg.length
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None, pose: PosePrior | str | None = None,
+                        device: str | torch.device = "cpu") -> MotionPrior:  # fmt: skip
+        dev = pick_device(device)
+        ck = load_checkpoint(Path(path) if path is not None else CHECKPOINT_DIR / MOTION_CHECKPOINT,
+                             expected_stage="motion_ae")  # fmt: skip
+        if not isinstance(pose, PosePrior):
+            pose = PosePrior.from_pretrained(pose, device=dev)
+        cfg = config_from_dict(MotionAEConfig, ck.meta["config"]["model"])
+        if cfg.pose_latent_dim != pose.latent_dim:
+            raise ValueError(f"motion prior expects pose latents of size {cfg.pose_latent_dim}, pose prior has {pose.latent_dim}")
+        enc, dec, gauss = MotionEncoder(cfg), MotionDecoder(cfg), GaussianLatentPrior(cfg.motion_latent_dim)
+        load_into(enc, ck, prefix="encoder.")
+        load_into(dec, ck, prefix="decoder.")
+        load_into(gauss, ck, prefix="prior.")
+        return cls(pose, enc, dec, gauss, ck.meta, dev)
+
+    @torch.no_grad()
+    def encode_latents(self, z_seq: ArrayT) -> ArrayT:
+        """Pose-latent sequences (..., T, Dz) -> v (..., Dv)."""
+        t, was_np = self._in(z_seq, (self.length, self.pose.latent_dim), "MotionPrior.encode_latents")
+        lead = t.shape[:-2]
+        v = self.encoder(t.reshape(-1, *t.shape[-2:]))
+        return self._out(v.reshape(*lead, -1), was_np)
+
+    @torch.no_grad()
+    def decode_latents(self, v: ArrayT) -> ArrayT:
+        """v (..., Dv) -> pose-latent sequences (..., T, Dz)."""
+        t, was_np = self._in(v, (self.latent_dim,), "MotionPrior.decode_latents")
+        lead = t.shape[:-1]
+        z = self.decoder(t.reshape(-1, t.shape[-1]))
+        return self._out(z.reshape(*lead, *z.shape[-2:]), was_np)
+
+    @torch.no_grad()
+    def encode(self, joints: ArrayT) -> ArrayT:
+        """Windows of joints (..., T, J, 3) mm (T = 30) -> v (..., Dv)."""
+        j = self.pose.skeleton.num_joints
+        t, was_np = self._in(joints, (self.length, j, 3), "MotionPrior.encode")
+        z = self.pose.encoder(t - t[..., :1, :])
+        return self._out(self.encode_latents(z), was_np)
+
+    @torch.no_grad()
+    def decode(self, v: ArrayT) -> ArrayT:
+        """v (..., Dv) -> joints (..., T, J, 3) mm."""
+        t, was_np = self._in(v, (self.latent_dim,), "MotionPrior.decode")
+        return self._out(self.pose.decoder(self.decode_latents(t)), was_np)
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n motion latents (n, Dv) float32 from the Gaussian fitted to encoded training motions, clipped to [-1, 1]."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        g = torch.Generator().manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**62))
+        eps = torch.randn(n, self.latent_dim, generator=g)
+        v = self.gaussian.mean.cpu() + eps @ self.gaussian.chol.cpu().T
+        return v.clamp(-1.0, 1.0).numpy().astype(np.float32)

@@ -1,0 +1,134 @@
+"""Stage 2, motion_ae: Em/Dm on unpaired 30-frame windows of real motion, through the frozen Ep/Dp.
+
+Loss: mean squared error of Dp(Dm(Em(Ep(Y)))) against Y (joints in decimetres so the scale is
+near 1), plus a small latent term on Z that speeds up the start. Augment each window with one
+azimuth rotation, a small tilt and a random time reversal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nlrd.models.motion_ae import MotionAEConfig, MotionAutoEncoder
+from nlrd.models.pose_aae import PoseDecoder, PoseEncoder
+from nlrd.priors import GaussianLatentPrior
+from nlrd.stages.common import MOCAP_SOURCES, augment_view
+from nlrd.trainer import DistInfo, shard, step_generator, wrap_ddp
+from nlrd.transforms import backward
+
+
+@dataclass
+class MotionAEStageConfig:
+    """Optimisation settings of stage motion_ae."""
+
+    batch: int = 64
+    lr: float = 2e-3
+    lr_final_fraction: float = 0.05
+    latent_weight: float = 1.0
+    max_tilt_deg: float = 10.0
+    reverse_prob: float = 0.5
+    flip_prob: float = 0.5
+    window_stride: int = 2  # candidate window starts every N frames
+    val_windows: int = 512
+    seed: int = 0
+    steps: int = 3000
+
+
+class MotionAEStage:
+    """Trains MotionAutoEncoder against frozen pose encoder/decoder."""
+
+    name = "motion_ae"
+
+    def __init__(self, train_windows: np.ndarray, val_windows: np.ndarray, pose_encoder: PoseEncoder,
+                 pose_decoder: PoseDecoder, model_cfg: MotionAEConfig, cfg: MotionAEStageConfig,
+                 device: torch.device, info: DistInfo, data_sources: list[dict[str, Any]] | None = None,
+                 pose_checkpoint: str | None = None) -> None:  # fmt: skip
+        self.cfg, self.model_cfg, self.device, self.info = cfg, model_cfg, device, info
+        self.train = torch.as_tensor(train_windows, dtype=torch.float32)  # (M, T, J, 3)
+        rng = np.random.default_rng(cfg.seed)
+        pick = np.sort(rng.choice(len(val_windows), size=min(cfg.val_windows, len(val_windows)), replace=False))
+        self.val = torch.as_tensor(val_windows[pick], dtype=torch.float32, device=device)
+        self.data_sources = data_sources if data_sources is not None else MOCAP_SOURCES
+        self.pose_checkpoint = pose_checkpoint
+        self.ep, self.dp = pose_encoder.to(device).eval(), pose_decoder.to(device).eval()
+        for p in list(self.ep.parameters()) + list(self.dp.parameters()):
+            p.requires_grad_(False)
+        torch.manual_seed(cfg.seed)
+        self.model = MotionAutoEncoder(model_cfg).to(device)
+        self.model_ddp = wrap_ddp(self.model, info, device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"motion_ae": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"motion_ae": self.opt}
+
+    def export(self) -> dict[str, nn.Module]:
+        return {"encoder": self.model.encoder, "decoder": self.model.decoder, "prior": self.fit_sampling_prior()}
+
+    @torch.no_grad()
+    def fit_sampling_prior(self, n: int = 8192) -> GaussianLatentPrior:
+        """Gaussian over v of (unaugmented) training windows, used by MotionPrior.sample."""
+        self.model.eval()
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        idx = torch.randperm(len(self.train), generator=g)[:n]
+        vs = [self.model.encoder(self.ep(chunk.to(self.device))) for chunk in self.train[idx].split(256)]
+        return GaussianLatentPrior(self.model_cfg.motion_latent_dim).to(self.device).fit(torch.cat(vs))
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": {"model": asdict(self.model_cfg), "stage": asdict(self.cfg)},
+                "data_sources": self.data_sources, "extra": {"pose_checkpoint": self.pose_checkpoint}}  # fmt: skip
+
+    def _lr_scale(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / 100)
+        t = min(1.0, step / max(1, self.cfg.steps))
+        f = self.cfg.lr_final_fraction
+        return warm * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * t)))
+
+    def sample_batch(self, step: int) -> torch.Tensor:
+        """This rank's slice of the augmented global batch: (b, T, J, 3) mm."""
+        g = step_generator(self.cfg.seed, step)
+        idx = torch.randint(len(self.train), (self.cfg.batch,), generator=g)
+        y = augment_view(self.train[idx], g, flip_prob=self.cfg.flip_prob, max_tilt_deg=self.cfg.max_tilt_deg)
+        rev = (torch.rand(self.cfg.batch, generator=g) < self.cfg.reverse_prob).view(-1, 1, 1, 1)
+        y = torch.where(rev, backward(y), y)
+        return y[shard(self.cfg.batch, self.info)].to(self.device)
+
+    def reconstruct(self, y: torch.Tensor, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Y (B,T,J,3) -> (Z (B,T,D), Z_rec, Y_rec (B,T,J,3))."""
+        with torch.no_grad():
+            z = self.ep(y)
+        _, z_rec = (model or self.model_ddp)(z)
+        return z, z_rec, self.dp(z_rec)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * self._lr_scale(step)
+        self.model.train()
+        y = self.sample_batch(step)
+        z, z_rec, y_rec = self.reconstruct(y)
+        pose_loss = (((y_rec - y) / 100.0) ** 2).mean()
+        lat_loss = ((z_rec - z) ** 2).mean()
+        loss = pose_loss + self.cfg.latent_weight * lat_loss
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if torch.isfinite(loss):
+            nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            self.opt.step()
+        mpjpe = torch.linalg.norm(y_rec.detach() - y, dim=-1).mean().item()
+        return {"loss": loss.item(), "pose_mse_dm2": pose_loss.item(), "latent_mse": lat_loss.item(), "mpjpe_mm": mpjpe}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        errs = []
+        for chunk in self.val.split(128):
+            _, _, y_rec = self.reconstruct(chunk, self.model)
+            errs.append(torch.linalg.norm(y_rec - chunk, dim=-1).mean(dim=(1, 2)))
+        return {"val_mpjpe_mm": torch.cat(errs).mean().item()}

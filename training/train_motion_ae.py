@@ -1,0 +1,59 @@
+"""Stage 2: train the motion prior (Em, Dm) on real 30-frame windows through the frozen pose prior.
+
+    python -m training.train_motion_ae --pose checkpoints/pose_aae.safetensors --out checkpoints/motion_ae.safetensors
+    torchrun --nproc_per_node 2 -m training.train_motion_ae ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.models.motion_ae import MotionAEConfig
+from nlrd.priors import PosePrior
+from nlrd.stages.motion_ae import MotionAEStage, MotionAEStageConfig
+from nlrd.trainer import Trainer
+from training.cli import (
+    Stopwatch,
+    add_dataclass_args,
+    barrier,
+    base_parser,
+    dataclass_from_args,
+    finish,
+    setup,
+    trainer_config,
+)  # fmt: skip
+
+DEFAULT_OUT = "checkpoints/motion_ae.safetensors"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = base_parser(__doc__.splitlines()[1], DEFAULT_OUT, default_steps=MotionAEStageConfig.steps)
+    p.add_argument("--pose", default="checkpoints/pose_aae.safetensors", help="trained pose prior (frozen)")
+    add_dataclass_args(p, MotionAEConfig, "model", skip=("pose_latent_dim",))
+    add_dataclass_args(p, MotionAEStageConfig, "stage", skip=("batch", "lr", "seed", "steps"))
+    args = p.parse_args(argv)
+    watch = Stopwatch()
+    info, device = setup(args)
+    if info.is_main:
+        ensure_prepared(args.data_root, Path(args.data))
+    barrier(info)
+    prior = PosePrior.from_pretrained(args.pose, device="cpu")
+    stage_cfg = dataclass_from_args(MotionAEStageConfig, args, "stage", batch=args.batch, lr=args.lr,
+                                    seed=args.seed, steps=args.steps)  # fmt: skip
+    model_cfg = dataclass_from_args(MotionAEConfig, args, "model", pose_latent_dim=prior.latent_dim)
+    train = load_split(args.data, "train").windows(model_cfg.length, stage_cfg.window_stride)
+    val = load_split(args.data, "val").windows(model_cfg.length, model_cfg.length // 2)
+    stage = MotionAEStage(train, val, prior.encoder, prior.decoder, model_cfg, stage_cfg, device, info,
+                          pose_checkpoint=str(args.pose))  # fmt: skip
+    trainer = Trainer(stage, trainer_config(args, stage.name), info, device)
+    result = trainer.fit()
+    trainer.save_final(args.out, result)
+    summary = {"stage": stage.name, "out": args.out, "steps": result.steps, "train_seconds": round(result.seconds, 1),
+               "wall_seconds": watch.seconds(), "world_size": info.world_size, **result.final_metrics}  # fmt: skip
+    finish(info, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

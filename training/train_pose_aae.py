@@ -1,0 +1,54 @@
+"""Stage 1: train the pose prior (Ep, Dp) on real mocap poses.
+
+    python -m training.train_pose_aae --data-root ../shared/data --out checkpoints/pose_aae.safetensors
+    torchrun --nproc_per_node 2 -m training.train_pose_aae ...   # same result, batch split over processes
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.models.pose_aae import PoseAAEConfig
+from nlrd.stages.pose_aae import PoseAAEStage, PoseAAEStageConfig
+from nlrd.trainer import Trainer
+from training.cli import (
+    Stopwatch,
+    add_dataclass_args,
+    barrier,
+    base_parser,
+    dataclass_from_args,
+    finish,
+    setup,
+    trainer_config,
+)  # fmt: skip
+
+DEFAULT_OUT = "checkpoints/pose_aae.safetensors"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = base_parser(__doc__.splitlines()[1], DEFAULT_OUT, default_steps=PoseAAEStageConfig.steps)
+    add_dataclass_args(p, PoseAAEConfig, "model")
+    add_dataclass_args(p, PoseAAEStageConfig, "stage", skip=("batch", "lr", "seed", "steps"))
+    args = p.parse_args(argv)
+    watch = Stopwatch()
+    info, device = setup(args)
+    if info.is_main:
+        ensure_prepared(args.data_root, Path(args.data))
+    barrier(info)
+    train, val = load_split(args.data, "train"), load_split(args.data, "val")
+    model_cfg = dataclass_from_args(PoseAAEConfig, args, "model")
+    stage_cfg = dataclass_from_args(PoseAAEStageConfig, args, "stage", batch=args.batch, lr=args.lr,
+                                    seed=args.seed, steps=args.steps)  # fmt: skip
+    stage = PoseAAEStage(train.joints, val.joints, model_cfg, stage_cfg, device, info)
+    trainer = Trainer(stage, trainer_config(args, stage.name), info, device)
+    result = trainer.fit()
+    trainer.save_final(args.out, result)
+    summary = {"stage": stage.name, "out": args.out, "steps": result.steps, "train_seconds": round(result.seconds, 1),
+               "wall_seconds": watch.seconds(), "world_size": info.world_size, **result.final_metrics}  # fmt: skip
+    finish(info, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
