@@ -94,12 +94,12 @@ H36M_JOINT_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 H36M_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 
-# Canonical bone lengths (mm) of the bone ending at each joint: the median over all converted CMU
-# and Bandai Namco frames, averaged over left/right so the skeleton is symmetric. Regenerate with
+# Canonical bone lengths (mm) of the bone ending at each joint: the mean of the CMU and the Bandai
+# Namco per-bone medians (each rig weighs the same), averaged over left/right so it is symmetric. Regenerate with
 # `python -m training.prepare_data --print-bone-lengths`.
 _CANONICAL_BONE_LENGTHS_MM: tuple[float, ...] = (
-    0.0, 132.9, 442.9, 454.2, 132.9, 442.9, 454.2, 233.4, 257.1, 121.1, 115.0,
-    151.0, 278.9, 251.7, 151.0, 278.9, 251.7,
+    0.0, 105.0, 409.6, 409.6, 105.0, 409.6, 409.6, 159.2, 206.2, 108.6, 100.8,
+    156.1, 261.2, 206.3, 156.1, 261.2, 206.3,
 )  # fmt: skip
 
 H36M_17 = Skeleton(
