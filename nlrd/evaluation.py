@@ -118,6 +118,27 @@ def evaluate_pose_prior(prior: PosePrior, train: np.ndarray, test: np.ndarray, *
     }
 
 
+@torch.no_grad()
+def predict_joints(encoder: torch.nn.Module, decoder: torch.nn.Module, images: np.ndarray, batch: int = 128,
+                   device: torch.device | str = "cpu") -> np.ndarray:  # fmt: skip
+    """Dp(G(x)) for uint8 images (N, H, W, 3) -> joints (N, J, 3) mm (eval mode, batched)."""
+    encoder.eval()
+    decoder.eval()
+    out = []
+    for s in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch])).to(device).permute(0, 3, 1, 2).float().div(255)
+        out.append(decoder(encoder(x)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def pose_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """MPJPE, PA-MPJPE (mm), PCK@150 mm and AUC over 0-150 mm of (N, J, 3) predictions."""
+    from nlrd.metrics import auc, pck
+
+    return {"mpjpe_mm": float(mpjpe(pred, gt)), "pa_mpjpe_mm": float(pa_mpjpe(pred, gt)),
+            "pck150": float(pck(pred, gt, threshold=150.0)), "auc": float(auc(pred, gt))}  # fmt: skip
+
+
 def evaluate_motion_prior(prior: MotionPrior, test_windows: np.ndarray) -> dict[str, Any]:
     """MPJPE (mm) of Dp(Dm(Em(Ep(Y)))) over test windows (M, 30, J, 3)."""
     errs = []

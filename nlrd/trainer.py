@@ -267,6 +267,10 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in avg.items() if k != "step"})
                 if self.on_log is not None:
                     self.on_log(done, avg)
+                if info.is_main and not cfg.progress:
+                    rate = (done - start) / max(1e-9, time.perf_counter() - t0)
+                    print(f"[{self.stage.name}] step {done}/{cfg.steps} ({rate:.2f} it/s) "
+                          + " ".join(f"{k}={v:.4g}" for k, v in avg.items() if k != "step"), flush=True)
             if cfg.val_every and (done % cfg.val_every == 0 or done == cfg.steps):
                 val = self.stage.evaluate()
                 val["step"] = float(done)

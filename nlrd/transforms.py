@@ -128,17 +128,10 @@ def inplane_image(img: ArrayT, theta_deg: float) -> ArrayT:
     Corners that come from outside the image are black (zero).
     """
     if isinstance(img, torch.Tensor):
-        c, s = math.cos(math.radians(theta_deg)), math.sin(math.radians(theta_deg))
-        h, w = img.shape[-2:]
         lead = img.shape[:-3]
         flat = img.reshape(-1, *img.shape[-3:])
-        # affine_grid maps output coords to input coords in normalised units; undo the aspect ratio
-        # so the rotation is rigid in pixels. Output pixel p samples input R^-1 p.
-        ar = w / h
-        theta = torch.tensor([[c, s / ar, 0.0], [-s * ar, c, 0.0]], dtype=flat.dtype, device=flat.device)
-        grid = F.affine_grid(theta.expand(flat.shape[0], 2, 3), list(flat.shape), align_corners=False)
-        out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return out.reshape(*lead, *img.shape[-3:])
+        angles = torch.full((flat.shape[0],), float(theta_deg), dtype=flat.dtype, device=flat.device)
+        return rotate_images(flat, angles).reshape(*lead, *img.shape[-3:])
     arr = np.asarray(img)
     if arr.ndim == 4:
         return np.stack([inplane_image(f, theta_deg) for f in arr])
@@ -147,6 +140,26 @@ def inplane_image(img: ArrayT, theta_deg: float) -> ArrayT:
     m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), -theta_deg, 1.0)
     out = cv2.warpAffine(arr, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out.reshape(arr.shape)
+
+
+def rotate_images(images: torch.Tensor, theta_deg: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of a batch (B, C, H, W) by its own angle (B,) degrees about its centre.
+
+    Same convention as :func:`inplane_image` (clockwise on screen for theta > 0), bilinear, zero fill.
+    """
+    if images.ndim != 4 or theta_deg.shape != (images.shape[0],):
+        raise ValueError(f"rotate_images: expected (B, C, H, W) and (B,), got {tuple(images.shape)} and {tuple(theta_deg.shape)}")
+    h, w = images.shape[-2:]
+    t = theta_deg.to(images.dtype) * (math.pi / 180.0)
+    c, s = torch.cos(t), torch.sin(t)
+    ar = w / h
+    # affine_grid maps output coords to input coords in normalised units; the aspect-ratio terms keep
+    # the rotation rigid in pixels. Output pixel p samples input R^-1 p.
+    row0 = torch.stack([c, s / ar, torch.zeros_like(c)], dim=-1)
+    row1 = torch.stack([-s * ar, c, torch.zeros_like(c)], dim=-1)
+    theta = torch.stack([row0, row1], dim=1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def inplane_points2d(points: np.ndarray, theta_deg: float, center: tuple[float, float]) -> np.ndarray:

@@ -20,7 +20,7 @@ from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.evaluation import evaluate_motion_prior, evaluate_pose_prior
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior
 
-SECTIONS = ("priors",)
+SECTIONS = ("priors", "source")
 
 
 def eval_priors(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,6 +44,45 @@ def eval_priors(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _load_encoder(path: Path):
+    from nlrd.checkpoint import load_checkpoint, load_into
+    from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
+    from nlrd.priors import config_from_dict
+
+    ck = load_checkpoint(path)
+    enc = build_image_encoder(config_from_dict(ImageEncoderConfig, ck.meta["config"]["model"]))
+    load_into(enc, ck, prefix="encoder.")
+    return enc.eval(), ck.meta
+
+
+def eval_source(args: argparse.Namespace) -> dict[str, Any]:
+    from nlrd.data.testsets import load_test_set
+    from nlrd.evaluation import pose_errors, predict_joints
+
+    ckdir = Path(args.checkpoints)
+    pose = PosePrior.from_pretrained(ckdir / POSE_CHECKPOINT)
+    gs, meta = _load_encoder(ckdir / "source_gs.safetensors")
+    src = load_test_set("source_test", args.data, args.data_root)
+    tgt = load_test_set("target_test", args.data, args.data_root)
+    e_src = pose_errors(predict_joints(gs, pose.decoder, src["images"]), src["joints3d"])
+    e_tgt = pose_errors(predict_joints(gs, pose.decoder, tgt["images"]), tgt["joints3d"])
+    out: dict[str, Any] = {
+        "source_test_mpjpe_mm": e_src["mpjpe_mm"], "source_test_pa_mpjpe_mm": e_src["pa_mpjpe_mm"],
+        "target_test_mpjpe_mm": e_tgt["mpjpe_mm"], "target_test_pa_mpjpe_mm": e_tgt["pa_mpjpe_mm"],
+        "target_test_pck150": e_tgt["pck150"], "target_test_auc": e_tgt["auc"],
+        "domain_gap_ratio": e_tgt["mpjpe_mm"] / e_src["mpjpe_mm"],
+        "train_seconds": meta.get("metrics", {}).get("train_seconds"), "train_steps": meta.get("metrics", {}).get("train_steps"),
+    }  # fmt: skip
+    oracle_path = ckdir / "oracle.safetensors"
+    if oracle_path.exists():
+        oracle, ometa = _load_encoder(oracle_path)
+        e_or = pose_errors(predict_joints(oracle, pose.decoder, tgt["images"]), tgt["joints3d"])
+        out.update({"oracle_target_test_mpjpe_mm": e_or["mpjpe_mm"], "oracle_target_test_pa_mpjpe_mm": e_or["pa_mpjpe_mm"],
+                    "oracle_gain_vs_gs": 1 - e_or["mpjpe_mm"] / e_tgt["mpjpe_mm"],
+                    "oracle_train_seconds": ometa.get("metrics", {}).get("train_seconds")})  # fmt: skip
+    return {"source": out}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -62,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() else {}
     if "priors" in only:
         results.update(eval_priors(args))
+    if "source" in only:
+        results.update(eval_source(args))
     out_path.write_text(json.dumps(results, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
     print(json.dumps(results, indent=2, default=str))
     return results

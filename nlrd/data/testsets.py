@@ -1,0 +1,69 @@
+"""The fixed, seeded evaluation sets of rendered people, cached as .npz beside the prepared mocap.
+
+| name | what | size |
+|---|---|---|
+| source_test | source-style images of test-split poses | 2,000 |
+| target_test | target-style images of test-split poses (labels for evaluation only) | 2,000 |
+| target_test_clips | target-style 30-frame clips of test-split windows | 100 |
+
+The sets are deterministic for their seed, so the cache is only a speed-up: deleting it and
+rebuilding gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nlrd.data.poses import load_split
+from nlrd.data.synthetic import fixed_test_clips, fixed_test_set
+
+TESTSET_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TestSetSpec:
+    style: str
+    n: int
+    seed: int
+    clips: bool = False
+
+
+TEST_SETS: dict[str, TestSetSpec] = {
+    "source_test": TestSetSpec("source", 2000, 1001),
+    "target_test": TestSetSpec("target", 2000, 1002),
+    "target_test_clips": TestSetSpec("target", 100, 1003, clips=True),
+}
+
+
+def load_test_set(name: str, data_dir: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None,
+                  size: int = 128) -> dict[str, np.ndarray]:  # fmt: skip
+    """The arrays of ``nlrd.data.synthetic.fixed_test_set`` (or ``fixed_test_clips``) for a named set.
+
+    Args:
+        name: a key of :data:`TEST_SETS`.
+        data_dir: the prepared data folder (``mocap.npz``); the cache goes to ``data_dir/testsets``.
+        data_root: raw data folder (its ``backgrounds/`` feed the target style).
+        size: crop side in pixels.
+    """
+    if name not in TEST_SETS:
+        raise ValueError(f"unknown test set {name!r}; known: {sorted(TEST_SETS)}")
+    spec = TEST_SETS[name]
+    cache = Path(data_dir) / "testsets" / f"{name}_{size}px_v{TESTSET_VERSION}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    test = load_split(data_dir, "test")
+    backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
+    if spec.clips:
+        arrays = fixed_test_clips(test.windows(30, stride=15), spec.style, spec.n, spec.seed, size, backgrounds=backgrounds)
+    else:
+        arrays = fixed_test_set(test.joints, spec.style, spec.n, spec.seed, size, backgrounds=backgrounds)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, cache)
+    return arrays

@@ -1,0 +1,198 @@
+"""Stage 3, source: the image-to-latent network Gs on labelled synthetic renders, through the frozen Dp.
+
+Loss: L1 between Dp(Gs(x)) and the label joints (mm, root-relative camera frame). The authors'
+augmentations, each applied to image and label together so the pair stays exact: colour jitter
+(image only), a horizontal flip with the pose mirrored by the registry's pose-flip, and an in-plane
+rotation of up to +-10 degrees with the pose rotated about the optical axis.
+
+With ``style="target"`` the same stage trains the target-supervised *oracle* (the upper bound the
+adaptation is measured against), usually initialised from Gs (``init_from``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from nlrd.checkpoint import load_checkpoint, load_into
+from nlrd.data.synthetic import SyntheticPoseDataset, fixed_test_set
+from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder
+from nlrd.models.pose_aae import PoseDecoder
+from nlrd.precision import autocast
+from nlrd.stages.common import MOCAP_SOURCES
+from nlrd.trainer import DistInfo, wrap_ddp
+from nlrd.transforms import flip_pose, rotate_images
+
+RENDER_SOURCES: list[dict[str, str]] = [
+    {"name": "Poly Haven HDRIs (target-style backgrounds)", "url": "https://polyhaven.com", "licence": "CC0"},
+    {"name": "Kodak Lossless True Color Image Suite (target-style backgrounds)", "url": "https://r0k.us/graphics/kodak/",
+     "licence": "released by Eastman Kodak for unrestricted usage"},
+]  # fmt: skip
+
+
+@dataclass
+class SourceStageConfig:
+    """Optimisation and data settings of stage source (the network's sizes live in ImageEncoderConfig)."""
+
+    style: str = "source"
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_final_fraction: float = 0.02
+    warmup_steps: int = 200
+    flip_prob: float = 0.5
+    max_rotation_deg: float = 10.0
+    colour_jitter: float = 0.3
+    workers: int = 1  # render processes feeding the loader
+    val_images: int = 256
+    seed: int = 0
+    steps: int = 6000
+    init_from: str = ""  # checkpoint of an image encoder to start from (the oracle starts from Gs)
+    amp: bool = True  # bf16 autocast where the hardware is fast at it (see nlrd.precision)
+
+
+def colour_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """Random brightness, contrast and saturation per image; x (B, 3, H, W) in [0, 1]."""
+    if strength <= 0:
+        return x
+    b = x.shape[0]
+
+    def factor() -> torch.Tensor:
+        return (1 + (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * strength).to(x)
+
+    x = x * factor()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * factor() + mean
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey) * factor() + grey
+    return x.clamp(0, 1)
+
+
+def rotation_z(theta_deg: torch.Tensor) -> torch.Tensor:
+    """(B,) degrees -> (B, 3, 3) rotations about the optical axis (the pose side of rotate_images)."""
+    t = theta_deg * (math.pi / 180.0)
+    c, s = torch.cos(t), torch.sin(t)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).view(-1, 3, 3)
+
+
+def augment_pair(
+    x: torch.Tensor, y: torch.Tensor, cfg: SourceStageConfig, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply the paired augmentations to images (B,3,H,W) in [0,1] and poses (B,J,3) mm."""
+    b = x.shape[0]
+    x = colour_jitter(x, cfg.colour_jitter, g)
+    flip = (torch.rand(b, generator=g) < cfg.flip_prob).to(x.device)
+    x = torch.where(flip.view(b, 1, 1, 1), torch.flip(x, dims=[-1]), x)
+    y = torch.where(flip.view(b, 1, 1), flip_pose(y), y)
+    if cfg.max_rotation_deg > 0:
+        theta = ((torch.rand(b, generator=g) * 2 - 1) * cfg.max_rotation_deg).to(x)
+        x = rotate_images(x, theta)
+        y = y @ rotation_z(theta).transpose(-1, -2)
+    return x, y
+
+
+class SourceStage:
+    """Trains an ImageEncoder G so that Dp(G(x)) matches the rendered pose."""
+
+    name = "source"
+
+    def __init__(self, train_poses: np.ndarray, val_poses: np.ndarray, decoder: PoseDecoder, model_cfg: ImageEncoderConfig,
+                 cfg: SourceStageConfig, device: torch.device, info: DistInfo, data_root: str | Path | None = None,
+                 pose_checkpoint: str | None = None) -> None:  # fmt: skip
+        if cfg.batch % info.world_size:
+            raise ValueError(f"batch {cfg.batch} does not divide over {info.world_size} processes")
+        self.cfg, self.device, self.info = cfg, device, info
+        self.pose_checkpoint = pose_checkpoint
+        backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
+        self.decoder = decoder.to(device).eval()
+        for p in self.decoder.parameters():
+            p.requires_grad_(False)
+        self.model: ImageEncoder = build_image_encoder(model_cfg, seed=cfg.seed).to(device)
+        self.model_cfg = self.model.config
+        if cfg.init_from:
+            load_into(self.model, load_checkpoint(cfg.init_from), prefix="encoder.")
+        # channels_last is what the oneDNN (and cuDNN) bf16 convolution kernels want.
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model_ddp = wrap_ddp(self.model, info, device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        size = self.model_cfg.image_size
+        # Each rank renders its own stream (seeded by rank); the images differ across ranks like the
+        # shards of one big random batch would.
+        ds = SyntheticPoseDataset(train_poses, cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
+                                  backgrounds=backgrounds)  # fmt: skip
+        self.loader = DataLoader(ds, batch_size=cfg.batch // info.world_size, num_workers=cfg.workers,
+                                 persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)  # fmt: skip
+        self._iter: Iterator | None = None
+        val = fixed_test_set(val_poses, cfg.style, cfg.val_images, seed=cfg.seed + 77, size=size, backgrounds=backgrounds)
+        self.val_x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float().div(255).to(device)
+        self.val_y = val["joints3d"]
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"encoder": self.opt}
+
+    def export(self) -> dict[str, nn.Module]:
+        return {"encoder": self.model}
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        sources = MOCAP_SOURCES + (RENDER_SOURCES if self.cfg.style != "source" else [])
+        return {"config": {"model": asdict(self.model_cfg), "stage": asdict(self.cfg)}, "data_sources": sources,
+                "extra": {"pose_checkpoint": self.pose_checkpoint, "style": self.cfg.style}}  # fmt: skip
+
+    def _lr_scale(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        t = min(1.0, step / max(1, self.cfg.steps))
+        f = self.cfg.lr_final_fraction
+        return warm * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._iter is None:
+            self._iter = iter(self.loader)
+        x, y = next(self._iter)
+        x, y = augment_pair(x, y, self.cfg, self.aug_gen)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * self._lr_scale(step)
+        self.model.train()
+        x, y = self.next_batch()
+        with autocast(self.device, self.cfg.amp):
+            z = self.model_ddp(x.contiguous(memory_format=torch.channels_last))
+        pred = self.decoder(z.float())
+        loss = (pred - y).abs().mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if torch.isfinite(loss):
+            nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+            self.opt.step()
+        with torch.no_grad():
+            err = torch.linalg.norm(pred - y, dim=-1).mean().item()
+        return {"l1_mm": loss.item(), "mpjpe_mm": err}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        self.model.eval()
+        out = []
+        for chunk in x.split(128):
+            with autocast(self.device, self.cfg.amp):
+                z = self.model(chunk.contiguous(memory_format=torch.channels_last))
+            out.append(self.decoder(z.float()).cpu().numpy())
+        return np.concatenate(out)
+
+    def evaluate(self) -> dict[str, float]:
+        pred = self.predict(self.val_x)
+        return {"val_mpjpe_mm": float(mpjpe(pred, self.val_y)), "val_pa_mpjpe_mm": float(pa_mpjpe(pred, self.val_y))}

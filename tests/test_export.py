@@ -1,0 +1,215 @@
+"""Exports: JSON schema, NPZ arrays, BVH round trip through the project's BVH reader, GLB reload."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import trimesh
+
+from nlrd.data.mocap import parse_bvh, read_bvh
+from nlrd.data.paths import REPO_ROOT
+from nlrd.export import (
+    BVH_JOINT_NAMES,
+    CAMERA_TO_Y_UP,
+    _euler_zxy,
+    to_json_dict,
+    write_bvh,
+    write_glb,
+    write_json,
+    write_npz,
+)
+from nlrd.kinematics import bone_lengths, forward_kinematics, joints_to_bones
+from nlrd.skeleton import H36M_17
+
+# An upright person facing the camera (camera frame: x right, y down, z forward; mm). The subject's
+# left is +x, so the left joints have positive x.
+_STANDING = np.array(
+    [
+        [0, 0, 0], [-105, 10, 0], [-110, 420, 10], [-110, 830, 30], [105, 10, 0], [110, 420, 10], [110, 830, 30],
+        [0, -160, -10], [0, -365, -20], [0, -470, -40], [0, -570, -20], [156, -360, -10], [170, -100, 0],
+        [175, 105, 30], [-156, -360, -10], [-170, -100, 0], [-175, 105, 30],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def _random_poses(n: int, seed: int = 0) -> np.ndarray:
+    """Plausible random poses with canonical bone lengths: the standing pose's bone vectors perturbed,
+    then forward kinematics (random view: the torso directions are perturbed too)."""
+    rng = np.random.default_rng(seed)
+    bones = np.asarray(joints_to_bones(_STANDING))
+    noisy = bones[None] + rng.normal(0.0, 0.35, (n, 17, 3))
+    return np.asarray(forward_kinematics(noisy))
+
+
+def _real_poses() -> np.ndarray | None:
+    npz = REPO_ROOT / "data" / "mocap.npz"
+    if not npz.is_file():
+        return None
+    from nlrd.data.poses import load_split
+
+    split = load_split(npz.parent, "test")
+    return split.joints[:: max(1, split.num_frames // 200)][:200].astype(np.float64)
+
+
+def test_camera_to_y_up_is_a_proper_rotation():
+    assert abs(np.linalg.det(CAMERA_TO_Y_UP) - 1.0) < 1e-12
+    np.testing.assert_allclose(CAMERA_TO_Y_UP @ CAMERA_TO_Y_UP.T, np.eye(3))
+
+
+# ----------------------------------------------------------------------------- JSON / NPZ
+def test_json_schema(tmp_path):
+    poses = _random_poses(4)
+    poses[2, 5, 1] = np.nan  # a missing joint
+    boxes = np.array([[1, 2, 30, 40]] * 4, float)
+    z = np.random.default_rng(0).normal(size=(4, 32))
+    path = write_json(tmp_path / "pose.json", poses, 25.0, boxes=boxes, scores=[0.9, 0.8, np.nan, 0.5], z=z)
+    text = path.read_text()
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert doc["format"] == "nlrd-pose" and doc["version"] == 1 and doc["units"] == "mm"
+    assert doc["frame"] == "camera: x right, y down, z forward; root-relative"
+    assert doc["fps"] == 25.0 and doc["num_frames"] == 4 and doc["skeleton"] == "h36m_17"
+    assert doc["joint_names"] == list(H36M_17.joint_names) and doc["parents"] == list(H36M_17.parents)
+    assert [f["index"] for f in doc["frames"]] == [0, 1, 2, 3]
+    f0 = doc["frames"][0]
+    assert set(f0) == {"index", "valid", "box", "score", "joints3d"}
+    assert f0["valid"] is True and f0["box"] == [1, 2, 30, 40] and f0["score"] == 0.9
+    np.testing.assert_allclose(np.array(f0["joints3d"]), poses[0], atol=0.006)
+    f2 = doc["frames"][2]
+    assert f2["valid"] is False and f2["score"] is None and f2["joints3d"][5][1] is None
+    assert doc["latent_dim"] == 32 and np.allclose(doc["latents"], z, atol=1e-5)
+    bare = to_json_dict(poses[0])  # one pose, nothing else
+    assert bare["num_frames"] == 1 and bare["frames"][0]["box"] is None and "latents" not in bare
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"joints3d": np.zeros((3, 16, 3))}, "shape"),
+        ({"joints3d": np.full((2, 17, 3), np.inf)}, "infinite"),
+        ({"joints3d": np.zeros((2, 17, 3)), "fps": 0}, "fps"),
+        ({"joints3d": np.zeros((2, 17, 3)), "boxes": np.zeros((3, 4))}, "boxes"),
+        ({"joints3d": np.zeros((2, 17, 3)), "z": np.zeros((3, 32))}, "latents"),
+    ],
+)
+def test_bad_inputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        to_json_dict(**kwargs)
+
+
+def test_npz(tmp_path):
+    poses = _random_poses(5)
+    path = write_npz(tmp_path / "pose.result", poses, 30, scores=np.linspace(0, 1, 5), z=np.ones((5, 32)))
+    assert path.name == "pose.result"  # the name is kept as given
+    with np.load(path, allow_pickle=False) as z:
+        assert {"joints3d", "fps", "joint_names", "parents", "valid", "scores", "latents", "format_version"} <= set(z.files)
+        np.testing.assert_allclose(z["joints3d"], poses, atol=1e-3)
+        assert z["joints3d"].dtype == np.float32 and float(z["fps"]) == 30.0
+        assert z["joint_names"].tolist() == list(H36M_17.joint_names) and z["valid"].all()
+        assert z["latents"].shape == (5, 32)
+
+
+# ----------------------------------------------------------------------------- BVH
+def _read_back(path, fps: float = 30.0):
+    return read_bvh(path, BVH_JOINT_NAMES, unit_mm=10.0, relength_bones=False, fps=fps)
+
+
+def test_euler_zxy_round_trip():
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(50, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    r = np.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        -1,
+    ).reshape(-1, 3, 3)  # fmt: skip
+    zxy = np.radians(_euler_zxy(r))
+
+    def rot(axis: int, a: np.ndarray) -> np.ndarray:
+        c, s = np.cos(a), np.sin(a)
+        m = np.zeros((a.size, 3, 3))
+        i, j = ((1, 2), (2, 0), (0, 1))[axis]  # cyclic order: right-handed rotations
+        m[:, axis, axis] = 1
+        m[:, i, i], m[:, j, j] = c, c
+        m[:, i, j], m[:, j, i] = -s, s
+        return m
+
+    rebuilt = rot(2, zxy[:, 0]) @ rot(0, zxy[:, 1]) @ rot(1, zxy[:, 2])
+    np.testing.assert_allclose(rebuilt, r, atol=1e-9)
+
+
+def test_bvh_round_trip_random_poses(tmp_path):
+    poses = _random_poses(60, seed=1)
+    np.testing.assert_allclose(
+        np.asarray(bone_lengths(poses))[:, 1:], np.broadcast_to(H36M_17.bone_lengths[1:], (60, 16)), rtol=1e-4
+    )
+    root = np.cumsum(np.random.default_rng(2).normal(0, 5, (60, 3)), axis=0)
+    path = write_bvh(tmp_path / "random.bvh", poses, 30.0, root=root)
+    seq = _read_back(path)
+    assert seq.joints.shape == (60, 17, 3) and seq.fps == 30.0
+    assert np.abs(seq.joints - poses).max() < 1.0
+    assert np.abs(seq.root - root).max() < 1.0
+    # left stays left: the subject's left hip is on the camera's +x side in the standing pose
+    one = _read_back(write_bvh(tmp_path / "one.bvh", _STANDING))
+    assert one.joints[0, 4, 0] > 0 > one.joints[0, 1, 0]
+
+
+def test_bvh_round_trip_real_poses(tmp_path):
+    poses = _real_poses()
+    if poses is None:
+        pytest.skip("prepared mocap data not found at data/mocap.npz (run training.prepare_data)")
+    seq = _read_back(write_bvh(tmp_path / "real.bvh", poses, 30.0))
+    assert np.abs(seq.joints - poses).max() < 1.0
+
+
+def test_bvh_syntax_and_invalid_frames(tmp_path):
+    poses = _random_poses(5, seed=4)
+    poses[2] = np.nan  # a missing frame holds the previous pose
+    path = write_bvh(tmp_path / "gap.bvh", poses, fps=24.0)
+    text = path.read_text()
+    assert text.startswith("HIERARCHY\nROOT Hips\n") and "End Site" in text and "\nMOTION\nFrames: 5\n" in text
+    assert "Frame Time: 0.04166667" in text
+    motion = parse_bvh(text, str(path))
+    names = motion.names
+    for name in ("Hips", "LeftUpLeg", "RightUpLeg", "Spine", "Spine1", "Neck", "Head", "LeftArm", "RightHand"):
+        assert name in names
+    assert motion.joints[0].channels[:3] == ("Xposition", "Yposition", "Zposition")
+    assert all(j.channels[-3:] == ("Zrotation", "Xrotation", "Yrotation") for j in motion.joints if not j.is_end_site)
+    seq = _read_back(path, fps=24.0)
+    np.testing.assert_allclose(seq.joints[2], seq.joints[1], atol=1e-6)
+    assert np.abs(seq.joints[[0, 1, 3, 4]] - poses[[0, 1, 3, 4]]).max() < 1.0
+
+
+def test_bvh_rest_offsets_are_canonical_centimetres(tmp_path):
+    motion = parse_bvh(write_bvh(tmp_path / "a.bvh", _STANDING).read_text())
+    offsets = {j.name: np.asarray(j.offset) for j in motion.joints}
+    assert math.isclose(np.linalg.norm(offsets["LeftLeg"]), H36M_17.bone_lengths_mm[5] / 10.0, rel_tol=1e-6)
+    assert offsets["LeftUpLeg"][0] > 0 > offsets["RightUpLeg"][0]  # T-pose facing +Z: left is +X
+    assert offsets["Spine"][1] > 0 and offsets["LeftLeg"][1] < 0
+
+
+# ----------------------------------------------------------------------------- GLB
+def test_glb_reloads_with_one_mesh_per_frame(tmp_path):
+    poses = _random_poses(6, seed=5)
+    poses[3] = np.nan
+    path = write_glb(tmp_path / "clip.glb", poses)
+    assert path.stat().st_size < 100_000  # low-poly: a few kB per frame
+    scene = trimesh.load(path)
+    assert isinstance(scene, trimesh.Scene)
+    names = sorted(scene.geometry)
+    assert names == ["frame_0000", "frame_0001", "frame_0002", "frame_0004", "frame_0005"]
+    mesh = scene.geometry["frame_0000"]
+    assert len(mesh.faces) > 0 and mesh.visual.kind in ("vertex", "face")
+    # metres, Y up: the head above the feet
+    standing = trimesh.load(write_glb(tmp_path / "one.glb", _STANDING))
+    (lo, hi) = standing.geometry["frame_0000"].bounds
+    assert 1.4 < hi[1] - lo[1] < 1.6 and hi[1] > 0.5 and lo[1] < -0.8  # joints span 1.4 m, plus the spheres
+    with pytest.raises(ValueError, match="no valid frame"):
+        write_glb(tmp_path / "none.glb", np.full((2, 17, 3), np.nan))
