@@ -7,8 +7,9 @@ Quick start::
     joints = prior.decode(prior.sample(4, seed=0))   # (4, 17, 3) mm
 """
 
+from nlrd.inference import PosePredictor, PoseResult
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.skeleton import H36M_17, Skeleton
 
 __version__ = "0.1.0"
-__all__ = ["H36M_17", "MotionPrior", "PosePrior", "Skeleton", "__version__"]
+__all__ = ["H36M_17", "MotionPrior", "PosePredictor", "PosePrior", "PoseResult", "Skeleton", "__version__"]

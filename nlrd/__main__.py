@@ -1,0 +1,97 @@
+"""Command line: ``python -m nlrd predict INPUT [--out result.json] [--bvh out.bvh] [--glb out.glb] ...``.
+
+The only module of the package that parses arguments (the library itself never does); errors in the
+input end the program with exit status 2 and one line on stderr, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def _progress_bar():
+    from tqdm import tqdm
+
+    bar: dict[str, tqdm] = {}
+
+    def update(done: int, total: int | None) -> None:
+        if "b" not in bar:
+            bar["b"] = tqdm(total=total, unit="frame", desc="decoding", file=sys.stderr, leave=False)
+        bar["b"].update(done - bar["b"].n)
+
+    return update
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nlrd.data.images import load_image
+    from nlrd.export import write_bvh, write_glb, write_json, write_npz
+    from nlrd.inference import PosePredictor
+
+    path = Path(args.input)
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist")
+    t0 = time.perf_counter()
+    predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
+    box = [float(v) for v in args.box.split(",")] if args.box else None
+    if box is not None and len(box) != 4:
+        raise ValueError(f"--box needs 4 comma-separated numbers x0,y0,x1,y1, got {args.box!r}")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        result = predictor.predict_clip(path, box=box, flip_test=args.flip_test, refine=args.refine,
+                                        progress=None if args.quiet else _progress_bar())  # fmt: skip
+    else:
+        if args.refine:
+            raise ValueError("--refine needs a video input")
+        result = predictor.predict_image(load_image(path), box=box, flip_test=args.flip_test)
+    kw = dict(fps=result.fps, boxes=result.boxes, scores=result.scores, valid=result.valid, z=result.z)
+    written = []
+    if args.out:
+        written.append(str(write_json(args.out, result.joints3d, **kw)))
+    if args.npz:
+        written.append(str(write_npz(args.npz, result.joints3d, **kw)))
+    if args.bvh:
+        written.append(str(write_bvh(args.bvh, result.joints3d, fps=result.fps)))
+    if args.glb:
+        written.append(str(write_glb(args.glb, result.joints3d)))
+    found = int(np.sum(result.valid))
+    print(f"{path.name}: {result.num_frames} frame(s), person found in {found}, model {predictor.meta.get('image_checkpoint')}, "
+          f"{time.perf_counter() - t0:.1f} s" + (f"; wrote {', '.join(written)}" if written else ""))  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nlrd", description="NLRD: 3D human pose from images and videos")
+    sub = p.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("predict", help="predict 3D poses for an image or a video")
+    pr.add_argument("input", help="an image (png, jpg, ...) or a video (mp4, mov, ...)")
+    pr.add_argument("--out", help="write the result as JSON")
+    pr.add_argument("--npz", help="write the result as NPZ")
+    pr.add_argument("--bvh", help="write the motion as BVH (30 fps skeleton with solved rotations)")
+    pr.add_argument("--glb", help="write a skeleton mesh as GLB (one node per frame)")
+    pr.add_argument("--box", help="person box x0,y0,x1,y1 in pixels instead of detection")
+    pr.add_argument("--flip-test", action="store_true", help="average with the mirrored prediction")
+    pr.add_argument("--refine", action="store_true", help="smooth a clip through the motion prior")
+    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.add_argument("--checkpoints", default=None, help="folder of weights (default: the shipped ones)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Stage 5, adapt: self-adaptation of G (initialised from Gs) on unlabelled target clips.
+
+Only ``layer2`` (the paper's Res-3 block) is trainable. Terms, any subset selectable by name:
+
+- ``lcr``: local contrastive relation on frames: InfoNCE between h(G(x)) and h(G(A(x))) for a
+  pose-preserving photometric augmentation A, the other frames of the batch as negatives.
+- ``hcr``: the same on motions: h(Em(G(X))) vs h(Em(G(A(X)))) over the clips of the batch.
+- a pose relation r (``pose-flip``, ``inplane-10``, ...): L = mean |T_z,r(G(x)) - G(T_x,r(x))| (L1).
+- a motion relation r (``flip-backward``, ``slow-backward``, ...):
+  L = mean |T_v,r(Em(G(X))) - sg(Em(G(T_X,r(X))))| (L1, stop-gradient on the counterpart side).
+
+The relation networks T and the motion encoder Em are frozen. Each term has its own Adam
+optimiser (over layer2 and, for contrastive terms, its projection head) and the terms are stepped
+in alternation, one per step, as in the authors' code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from nlrd.checkpoint import load_checkpoint, load_into
+from nlrd.data.synthetic import SyntheticClipDataset, fixed_test_set
+from nlrd.losses import info_nce
+from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.models.image_encoder import ImageEncoder, trainable_parameters
+from nlrd.models.relation_net import RelationNet, RelationNetConfig
+from nlrd.precision import autocast
+from nlrd.priors import MotionPrior, PosePrior, config_from_dict
+from nlrd.stages.source import RENDER_SOURCES, colour_jitter
+from nlrd.trainer import DistInfo, wrap_ddp
+from nlrd.transforms import MOTION_LENGTH, get_relation
+
+CONTRASTIVE_TERMS = ("lcr", "hcr")
+
+
+@dataclass
+class AdaptStageConfig:
+    """Settings of one adaptation run."""
+
+    terms: tuple[str, ...] = ("lcr", "hcr", "pose-flip", "flip-backward", "slow-backward")
+    steps: int = 600
+    clips: int = 2  # clips per motion step (each 30 frames; 60 rendered for the slow relations)
+    frames: int = 48  # frames per lower-order step, drawn from the clips
+    lr_contrastive: float = 5e-5
+    lr_relation: float = 5e-5
+    temperature: float = 0.07
+    trainable: tuple[str, ...] = ("layer2",)
+    augment_strength: float = 0.4
+    val_images: int = 256
+    workers: int = 1
+    seed: int = 0
+    amp: bool = True
+    style: str = "target"
+
+
+def photometric(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """A pose-preserving augmentation A: colour jitter, blur and noise; (N, 3, H, W) in [0, 1]."""
+    x = colour_jitter(x, strength, g)
+    if torch.rand(1, generator=g).item() < 0.5:
+        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    noise = torch.randn(x.shape, generator=g).to(x) * (0.03 * strength)
+    return (x + noise).clamp(0, 1)
+
+
+class ProjectionHead(nn.Module):
+    """Small MLP for the contrastive terms (D -> D)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class RelationBank:
+    """Frozen relation networks by name."""
+
+    nets: dict[str, RelationNet] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | Path, names: list[str], device: torch.device) -> RelationBank:
+        bank = cls()
+        for name in names:
+            path = Path(folder) / f"{name}.safetensors"
+            if not path.exists():
+                raise ValueError(f"relation network {name!r} not found at {str(path)!r}; run python -m training.train_relations")
+            ck = load_checkpoint(path)
+            net = RelationNet(config_from_dict(RelationNetConfig, ck.meta["config"]["model"]))
+            load_into(net, ck, prefix="net.")
+            net.to(device).eval()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            bank.nets[name] = net
+        return bank
+
+
+class ClipTensorDataset(IterableDataset):
+    """Random 60-frame windows of pre-cropped clips (real videos): yields (clip (T, 3, H, W) float, None)."""
+
+    def __init__(self, crops: list[np.ndarray], window: int, seed: int) -> None:
+        self.crops = [c for c in crops if len(c) >= window]
+        if not self.crops:
+            raise ValueError(f"no clip has the {window} frames an adaptation window needs")
+        self.window, self.seed = window, seed
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng(self.seed)
+        while True:
+            c = self.crops[int(rng.integers(len(self.crops)))]
+            s = int(rng.integers(0, len(c) - self.window + 1))
+            clip = torch.from_numpy(np.ascontiguousarray(c[s : s + self.window])).permute(0, 3, 1, 2).float().div(255)
+            yield clip, torch.zeros(self.window, 17, 3)
+
+
+class AdaptStage:
+    """Adapts G's layer2 on unlabelled target clips with the selected terms."""
+
+    name = "adapt"
+
+    def __init__(self, g: ImageEncoder, pose: PosePrior, motion: MotionPrior, relations: RelationBank,
+                 cfg: AdaptStageConfig, device: torch.device, info: DistInfo, *, train_windows: np.ndarray | None = None,
+                 val_poses: np.ndarray | None = None, video_crops: list[np.ndarray] | None = None,
+                 data_root: str | Path | None = None, init_checkpoint: str | None = None) -> None:  # fmt: skip
+        self.cfg, self.device, self.info = cfg, device, info
+        self.init_checkpoint = init_checkpoint
+        unknown = [t for t in cfg.terms if t not in CONTRASTIVE_TERMS and t not in relations.nets]
+        if unknown:
+            raise ValueError(f"unknown or unloaded adaptation terms {unknown}; contrastive: {CONTRASTIVE_TERMS}, "
+                             f"relations loaded: {sorted(relations.nets)}")  # fmt: skip
+        if not cfg.terms:
+            raise ValueError("choose at least one adaptation term")
+        self.g = g.to(device).to(memory_format=torch.channels_last)
+        self.pose, self.motion, self.relations = pose, motion, relations
+        for m in (pose.encoder, pose.decoder, motion.encoder, motion.decoder):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+        params = trainable_parameters(self.g, cfg.trainable)
+        self.g_ddp = wrap_ddp(self.g, info, device)
+        self.heads = nn.ModuleDict()
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        for term in cfg.terms:
+            if term in CONTRASTIVE_TERMS:
+                dim = pose.latent_dim if term == "lcr" else motion.latent_dim
+                self.heads[term] = ProjectionHead(dim).to(device)
+                self.opts[term] = torch.optim.Adam(list(params) + list(self.heads[term].parameters()), lr=cfg.lr_contrastive)
+            else:
+                self.opts[term] = torch.optim.Adam(params, lr=cfg.lr_relation)
+        # Data: rendered target clips (labels unused) or pre-cropped real videos.
+        needs_slow = any(get_relation(t).window > MOTION_LENGTH for t in cfg.terms if t not in CONTRASTIVE_TERMS)
+        self.window = 2 * MOTION_LENGTH if needs_slow else MOTION_LENGTH
+        size = self.g.config.image_size
+        backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
+        if video_crops is not None:
+            ds: IterableDataset = ClipTensorDataset(video_crops, self.window, cfg.seed + info.rank)
+        elif train_windows is not None:
+            w = np.asarray(train_windows)
+            if w.shape[1] < self.window:
+                raise ValueError(f"adaptation windows need {self.window} frames, got {w.shape[1]}")
+            ds = SyntheticClipDataset(w[:, : self.window], cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
+                                      backgrounds=backgrounds)  # fmt: skip
+        else:
+            raise ValueError("give train_windows (rendered target clips) or video_crops (real videos)")
+        self.loader = DataLoader(ds, batch_size=cfg.clips, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                                 prefetch_factor=2 if cfg.workers > 0 else None)  # fmt: skip
+        self._iter: Iterator | None = None
+        self.gen = torch.Generator().manual_seed(cfg.seed * 31 + info.rank)
+        if val_poses is not None:
+            val = fixed_test_set(val_poses, cfg.style, cfg.val_images, seed=cfg.seed + 99, size=size, backgrounds=backgrounds)
+            self.val_x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float().div(255)
+            self.val_y: np.ndarray | None = val["joints3d"]
+        else:
+            self.val_x, self.val_y = None, None
+
+    # -- trainer protocol ------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"g": self.g, "heads": self.heads}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.opts
+
+    def export(self) -> dict[str, nn.Module]:
+        return {"encoder": self.g}
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        from nlrd.stages.common import MOCAP_SOURCES
+
+        return {"config": {"model": asdict(self.g.config), "stage": asdict(self.cfg)},
+                "data_sources": MOCAP_SOURCES + RENDER_SOURCES,
+                "extra": {"init_checkpoint": self.init_checkpoint, "terms": list(self.cfg.terms)}}  # fmt: skip
+
+    # -- pieces ------------------------------------------------------------------------------------
+    def _g(self, x: torch.Tensor) -> torch.Tensor:
+        """G on frames (N, 3, H, W) -> z (N, D) float32."""
+        with autocast(self.device, self.cfg.amp):
+            z = self.g_ddp(x.contiguous(memory_format=torch.channels_last))
+        return z.float()
+
+    def _em(self, z_seq: torch.Tensor) -> torch.Tensor:
+        return self.motion.encoder(z_seq)
+
+    def next_clips(self) -> torch.Tensor:
+        """(B, window, 3, H, W) float in [0, 1] on the device."""
+        if self._iter is None:
+            self._iter = iter(self.loader)
+        clips, _ = next(self._iter)
+        return clips.to(self.device, non_blocking=True)
+
+    def _frames(self, clips: torch.Tensor) -> torch.Tensor:
+        flat = clips.flatten(0, 1)
+        idx = torch.randperm(flat.shape[0], generator=self.gen)[: self.cfg.frames]
+        return flat[idx.to(flat.device)]
+
+    def term_loss(self, term: str, clips: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if term == "lcr":
+            x = self._frames(clips)
+            a = self.heads["lcr"](self._g(x))
+            p = self.heads["lcr"](self._g(photometric(x.cpu(), cfg.augment_strength, self.gen).to(x)))
+            return info_nce(a, p, cfg.temperature)
+        if term == "hcr":
+            clip = clips[:, :MOTION_LENGTH]
+            b, t = clip.shape[:2]
+            za = self._g(clip.flatten(0, 1)).view(b, t, -1)
+            aug = photometric(clip.flatten(0, 1).cpu(), cfg.augment_strength, self.gen).to(clip)
+            zp = self._g(aug).view(b, t, -1)
+            return info_nce(self.heads["hcr"](self._em(za)), self.heads["hcr"](self._em(zp)), cfg.temperature)
+        rel = get_relation(term)
+        net = self.relations.nets[term]
+        if rel.order == "pose":
+            x = self._frames(clips)
+            xa, xc = rel.image_pair(x)
+            return (net(self._g(xa)) - self._g(xc)).abs().mean()
+        src = clips[:, : rel.window]
+        xa, xc = rel.image_pair(src)  # torch clips (B, T, C, H, W): time axis -4
+        b, t = xa.shape[:2]
+        va = self._em(self._g(xa.flatten(0, 1)).view(b, t, -1))
+        with torch.no_grad():
+            vc = self._em(self._g(xc.flatten(0, 1)).view(b, t, -1))
+        return (net(va) - vc).abs().mean()
+
+    def train_step(self, step: int) -> dict[str, float]:
+        term = self.cfg.terms[step % len(self.cfg.terms)]
+        self.g.train()
+        clips = self.next_clips()
+        loss = self.term_loss(term, clips)
+        opt = self.opts[term]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if torch.isfinite(loss):
+            opt.step()
+        return {f"loss/{term}": loss.item()}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        self.g.eval()
+        out = []
+        for chunk in x.split(128):
+            out.append(self.pose.decoder(self._g(chunk.to(self.device))).cpu().numpy())
+        return np.concatenate(out)
+
+    def evaluate(self) -> dict[str, float]:
+        if self.val_x is None or self.val_y is None:
+            return {}
+        pred = self.predict(self.val_x)
+        return {"val_mpjpe_mm": float(mpjpe(pred, self.val_y)), "val_pa_mpjpe_mm": float(pa_mpjpe(pred, self.val_y))}
+

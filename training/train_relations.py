@@ -1,0 +1,62 @@
+"""Stage 4: train one relation network per relation on real mocap (priors frozen) and measure non-localness.
+
+    python -m training.train_relations --out-dir checkpoints/relations
+    python -m training.train_relations --relations pose-flip,flip-backward --steps 1000
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.priors import MotionPrior, PosePrior
+from nlrd.stages.relations import DEFAULT_RELATIONS, RelationStage, RelationStageConfig, nonlocalness
+from nlrd.trainer import Trainer
+from nlrd.transforms import get_relation
+from training.cli import Stopwatch, barrier, base_parser, finish, setup, trainer_config
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = base_parser(__doc__.splitlines()[1], "unused", default_steps=RelationStageConfig.steps)
+    p.add_argument("--relations", default=",".join(DEFAULT_RELATIONS), help="comma list of registered relations")
+    p.add_argument("--out-dir", default="checkpoints/relations")
+    p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
+    p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
+    args = p.parse_args(argv)
+    watch = Stopwatch()
+    info, device = setup(args)
+    if info.is_main:
+        ensure_prepared(args.data_root, Path(args.data))
+    barrier(info)
+    pose = PosePrior.from_pretrained(args.pose, device=device)
+    motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
+    train, test = load_split(args.data, "train"), load_split(args.data, "test")
+    out_dir = Path(args.out_dir)
+    report: dict[str, dict] = {}
+    for name in [r.strip() for r in args.relations.split(",") if r.strip()]:
+        rel = get_relation(name)
+        if rel.order == "pose":
+            tr, te = train.joints, test.joints
+        else:
+            tr, te = train.windows(rel.window, stride=2), test.windows(rel.window, stride=rel.window // 2)
+        cfg = RelationStageConfig(seed=args.seed, steps=args.steps, batch=args.batch or RelationStageConfig.batch,
+                                  lr=args.lr or RelationStageConfig.lr)  # fmt: skip
+        stage = RelationStage(name, tr, te, pose, motion, cfg, device, info)
+        tcfg = trainer_config(args, f"relations/{name}")
+        trainer = Trainer(stage, tcfg, info, device)
+        result = trainer.fit()
+        result.final_metrics["nonlocalness"] = nonlocalness(name, te, pose, motion)
+        trainer.save_final(out_dir / f"{name}.safetensors", result)
+        report[name] = {k: round(v, 4) for k, v in result.final_metrics.items() if k != "step"}
+        report[name]["seconds"] = round(result.seconds, 1)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    summary = {"stage": "relations", "wall_seconds": watch.seconds(), "relations": report}
+    finish(info, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
