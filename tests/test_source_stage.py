@@ -14,13 +14,13 @@ from nlrd.transforms import flip_pose, inplane_pose
 
 
 def test_augment_pair_applies_the_same_relation_to_image_and_pose() -> None:
-    cfg = SourceStageConfig(colour_jitter=0.0, flip_prob=1.0, max_rotation_deg=0.0)
+    cfg = SourceStageConfig(colour_jitter=0.0, flip_prob=1.0, max_rotation_deg=0.0, crop_scale_jitter=0, crop_shift_jitter=0)
     x = torch.rand(3, 3, 16, 16)
     y = torch.randn(3, 17, 3) * 300
     x2, y2 = augment_pair(x, y, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(x2, torch.flip(x, dims=[-1]))
     assert torch.equal(y2, flip_pose(y))
-    cfg = SourceStageConfig(colour_jitter=0.0, flip_prob=0.0, max_rotation_deg=10.0)
+    cfg = SourceStageConfig(colour_jitter=0.0, flip_prob=0.0, max_rotation_deg=10.0, crop_scale_jitter=0, crop_shift_jitter=0)
     g = torch.Generator().manual_seed(1)
     _, y3 = augment_pair(x, y, cfg, g)
     # Reproduce the rotation from the same generator stream: flip draw, then angles.

@@ -52,6 +52,8 @@ class SourceStageConfig:
     flip_prob: float = 0.5
     max_rotation_deg: float = 10.0
     colour_jitter: float = 0.3
+    crop_scale_jitter: float = 0.1  # crops zoom by up to +-10% and shift by up to 6% of their side,
+    crop_shift_jitter: float = 0.06  # so detector boxes at test time need not match render crops exactly
     workers: int = 1  # render processes feeding the loader
     val_images: int = 256
     seed: int = 0
@@ -85,12 +87,28 @@ def rotation_z(theta_deg: torch.Tensor) -> torch.Tensor:
     return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).view(-1, 3, 3)
 
 
+def crop_jitter(x: torch.Tensor, scale: float, shift: float, g: torch.Generator) -> torch.Tensor:
+    """Random zoom and shift of each crop (B, 3, H, W), zero fill; the root-relative 3D label is unchanged."""
+    if scale <= 0 and shift <= 0:
+        return x
+    b = x.shape[0]
+    s = (1 + (torch.rand(b, generator=g) * 2 - 1) * scale).to(x)
+    t = ((torch.rand(b, 2, generator=g) * 2 - 1) * 2 * shift).to(x)  # normalised units span 2
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0] = 1 / s
+    theta[:, 1, 1] = 1 / s
+    theta[:, :, 2] = t
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def augment_pair(
     x: torch.Tensor, y: torch.Tensor, cfg: SourceStageConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the paired augmentations to images (B,3,H,W) in [0,1] and poses (B,J,3) mm."""
     b = x.shape[0]
     x = colour_jitter(x, cfg.colour_jitter, g)
+    x = crop_jitter(x, cfg.crop_scale_jitter, cfg.crop_shift_jitter, g)
     flip = (torch.rand(b, generator=g) < cfg.flip_prob).to(x.device)
     x = torch.where(flip.view(b, 1, 1, 1), torch.flip(x, dims=[-1]), x)
     y = torch.where(flip.view(b, 1, 1), flip_pose(y), y)
