@@ -22,8 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP)
+	bash scripts/install_browser.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	NLRD_SCREENSHOT_DIR=$${NLRD_SCREENSHOT_DIR:-$$(mktemp -d)} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,26 +1,1165 @@
-"""NLRD Gradio app (placeholder until the app issue lands): shows the package version."""
+"""NLRD web app: 3D human pose from photos and clips, and a hands-on tour of the method's latent spaces.
+
+    python app.py                                  # shipped weights, http://127.0.0.1:7860
+    python app.py --examples ~/my_clips --port 8000 --device cuda
+
+Tabs: Predict (photo, webcam snapshot, clip), Latent explorer (32 sliders over the pose prior),
+Relations (exact pose / motion relations and their latent distances), Adapt (placeholder until the
+adaptation stage lands) and About (the stages in a diagram).
+
+The module is a thin UI layer: every handler calls :mod:`nlrd` (``PosePredictor``, ``viz``,
+``export``, ``transforms``, the synthetic renderer) and turns its ``ValueError`` into a
+``gr.Error`` so a bad upload shows a message and the app keeps serving. Handlers are module-level
+functions taking an :class:`AppContext` first (testable without a server); :func:`build_app` binds
+them to the components. Stable API names for ``gradio_client``: ``/predict_image``,
+``/predict_clip``, ``/decode_latent``, ``/relation_pair`` and ``/adapt``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import dataclasses
+import functools
+import itertools
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
 
+import cv2
 import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
 
 import nlrd
+from nlrd import viz
+from nlrd.data.images import as_rgb_uint8
+from nlrd.data.synthetic import demo_poses, get_style, render_clip, render_sample
+from nlrd.data.synthetic.render import bank_for_style
+from nlrd.data.synthetic.styles import Style
+from nlrd.data.video import iter_video, probe_video
+from nlrd.export import write_bvh, write_glb, write_json
+from nlrd.inference import PosePredictor, PoseResult
+from nlrd.metrics import mpjpe
+from nlrd.transforms import RELATIONS, Relation, get_relation
+
+# ----------------------------------------------------------------------------- settings
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+CLIP_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
+MAX_EXAMPLES = 24  # per kind, from --examples
+PHOTO_MAX_SIDE = 1600  # photos are downscaled before prediction: the crop is 128 px, more only costs time
+CLIP_MAX_SIDE = 640  # clip frames are decoded at this long side (bounded memory; the person crop is 128 px)
+MAX_CLIP_FRAMES = 450  # 15 s at 30 fps: longer clips are cut (the app is interactive; use the library for more)
+OVERLAY_MAX_SIDE = 640  # the 2D overlay shown beside the 3D view (photos)
+CLIP_THUMB_MAX_SIDE = 480  # per-frame thumbnails of a clip kept for the overlay (JPEG, in the session's state)
+THUMB_QUALITY = 85  # JPEG quality of the per-frame thumbnails kept in a session's state
+PLAY_INTERVAL_S = 0.1  # gr.Timer period of the play buttons; frames advance by fps * interval per tick
+BANK_SIZE = 2000  # poses decoded from prior samples for nearest-pose look-ups and the latent PCA
+MOTION_BANK_SIZE = 256  # motion windows for the motion-latent PCA
+INTERP_STEPS = 30  # frames of a latent interpolation
+ENDPOINT_MODES = ("random seed", "current sliders")  # where an interpolation end point comes from
+INFLUENCE_STEP = 0.25  # finite-difference half step (latent units) of the joint-influence map
+RELATION_IMAGE_SIZE = 192  # rendered anchor / counterpart images
+RELATION_CLIP_SIZE = 160  # rendered anchor / counterpart clips (30-60 frames each)
+EXAMPLE_IMAGE_SIZE = 256  # synthetic photo examples
+EXAMPLE_CLIP_SIZE = 224  # synthetic clip example
+EXAMPLE_SEED = 7
+PREVIEW_FRAMES, PREVIEW_SPACING_M = 8, 0.9  # GLB viewer: a film strip of a clip (frames, metres apart)
+STATE_TTL_S = 3600  # per-user state (thumbnails, sequences) is dropped after an hour
+
+# uirevision values: a figure re-sent with the same value keeps the user's camera (plotly's react).
+UIREV_PREDICT, UIREV_EXPLORE, UIREV_NEAREST, UIREV_INTERP = "predict", "explore", "nearest", "interp"
+UIREV_RELATION, UIREV_PCA = "relation", "relation-pca"
+
+TAB_IDS = {"predict": "Predict", "explore": "Latent explorer", "relations": "Relations", "adapt": "Adapt", "about": "About"}
+
+NON_LOCAL_TEXT = (
+    "**Why non-local?** Flipping or rotating an image is a tiny, *local* change for a convolutional "
+    "network, yet the pose it shows moves to a distant region of the pose latent space (the map on the "
+    "left: grey points are encoded prior samples; the arrow joins anchor and counterpart). "
+    "NLRD learns a small *relation network* per relation that maps the anchor's latent to the "
+    "counterpart's latent. Because the pose-side and image-side operations are exact counterparts, the "
+    "relation must also hold between the latents the image model predicts for the two images, so on "
+    "unlabelled target images the relation networks supervise the image model: they distil a non-local "
+    "relation that no pixel-level consistency loss could express. Motion relations (reverse, mirror, "
+    "slow down) do the same for 30-frame windows in the motion latent space v."
+)
+
+CSS = """
+#nlrd-header h1 { margin: 0.2em 0 0 0; }
+#nlrd-header p { margin: 0.2em 0; color: var(--body-text-color-subdued); }
+.latent-grid { gap: 0 !important; }
+.latent-grid .block { padding: 2px 8px !important; }
+.latent-grid label span { font-size: 12px !important; }
+.placeholder-box { border: 2px dashed var(--border-color-primary); border-radius: 8px; padding: 8px 14px; opacity: 0.85; }
+.nlrd-diagram svg { width: 100%; height: auto; max-width: 1170px; }
+.frame-row { align-items: center !important; }
+"""
 
 
-def build_app() -> gr.Blocks:
-    with gr.Blocks(title="NLRD") as demo:
-        gr.Markdown(f"# NLRD {nlrd.__version__}\nThe full app arrives with the inference and app issues.")
+# ----------------------------------------------------------------------------- context and state
+@dataclass
+class AppContext:
+    """Everything the handlers share, built once at start-up (read-only afterwards)."""
+
+    predictor: PosePredictor
+    temp_dir: Path
+    style: Style  # renderer style of the synthetic examples and relation images
+    bank_z: np.ndarray  # (N, D) encoded latents of the bank poses
+    bank_joints: np.ndarray  # (N, J, 3) mm poses decoded from prior samples
+    explore_range: viz.Range3  # one fixed 3D range for the explorer (the view does not jump while dragging)
+    influence: np.ndarray  # (D, J) mm moved per unit of each latent dimension
+    motion_bank_v: np.ndarray | None  # (M, Dv) encoded motion windows, None without the motion prior
+    image_examples: list[str] = field(default_factory=list)
+    clip_examples: list[str] = field(default_factory=list)
+    examples_dir: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.predictor.pose.latent_dim)
+
+    @property
+    def has_motion(self) -> bool:
+        return self.predictor.motion is not None
+
+
+@dataclass
+class Prediction:
+    """A user's last prediction (kept in a per-session gr.State)."""
+
+    kind: str  # "image" or "clip"
+    result: PoseResult  # in the input's pixels (exports use these)
+    frames: list[bytes]  # JPEG thumbnails of the input, one per frame
+    scale: float  # thumbnail pixels per input pixel
+    axis_range: viz.Range3  # fixed over the clip
+    notes: list[str]  # status lines
+    files: list[str] = field(default_factory=list)  # written exports (json, bvh, glb)
+    preview_glb: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.result.num_frames
+
+
+@dataclass
+class Sequence3D:
+    """A pose sequence shown with a frame slider (latent interpolation)."""
+
+    joints: np.ndarray  # (T, J, 3)
+    axis_range: viz.Range3
+    fps: float = 15.0
+    captions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RelationView:
+    """One relation pair: poses (T = 1 for pose relations), images and latents."""
+
+    name: str
+    order: str  # "pose" or "motion"
+    seed: int
+    anchor: np.ndarray  # (T, J, 3)
+    counterpart: np.ndarray  # (T, J, 3)
+    anchor_images: np.ndarray  # (T, H, W, 3)
+    counterpart_images: np.ndarray  # (T, H, W, 3)
+    latent_anchor: np.ndarray  # (D,)
+    latent_counterpart: np.ndarray  # (D,)
+    distance: float
+    axis_range: viz.Range3
+    fps: float = 30.0
+
+
+# ----------------------------------------------------------------------------- start-up
+def _example_style() -> Style:
+    """The target style (photo backgrounds from the data folder) or, without that folder, the same
+    style over procedural backgrounds: examples must work on a fresh clone with no outside data."""
+    style = get_style("target")
+    try:
+        bank_for_style(style, None)
+        return style
+    except ValueError:
+        return dataclasses.replace(style, background="procedural")
+
+
+def _write_webm(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """Write RGB frames as VP8 WebM: browsers play it and OpenCV writes it without an ffmpeg binary."""
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), float(fps), (w, h))
+    if not writer.isOpened():
+        raise ValueError(f"OpenCV cannot write WebM video to {str(path)!r}")
+    try:
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def _scan_examples(folder: Path) -> tuple[list[str], list[str]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES][:MAX_EXAMPLES]
+    clips = [str(p) for p in files if p.suffix.lower() in CLIP_SUFFIXES][:MAX_EXAMPLES]
+    return images, clips
+
+
+def _synthetic_examples(predictor: PosePredictor, style: Style, out: Path, n_images: int = 4) -> tuple[list[str], list[str]]:
+    """Render a few labelled-free example photos and one clip into ``out`` (no outside data needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(EXAMPLE_SEED)
+    images = []
+    for i, pose in enumerate(demo_poses.random_poses(n_images, rng)):
+        s = render_sample(pose, style, rng, size=EXAMPLE_IMAGE_SIZE)
+        path = out / f"synthetic_person_{i + 1}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        images.append(str(path))
+    # A motion from the motion prior when it is loaded, else a smooth synthetic one.
+    if predictor.motion is not None:
+        seq = predictor.motion.decode(predictor.motion.sample(1, seed=EXAMPLE_SEED))[0]
+        seq = np.concatenate([seq, seq[::-1]])  # there and back: 2 s
+    else:
+        seq = demo_poses.random_windows(1, rng, length=60)[0]
+    clip = render_clip(seq, style, rng, size=EXAMPLE_CLIP_SIZE)
+    clips = [str(_write_webm(out / "synthetic_clip.webm", clip.image, 30.0))]
+    return images, clips
+
+
+def joint_influence(predictor: PosePredictor, step: float = INFLUENCE_STEP) -> np.ndarray:
+    """(D, J) how far (mm per latent unit) each joint moves when one latent dimension moves around 0.
+
+    Central finite differences of the decoder at z = 0: |Dp(+h e_d) - Dp(-h e_d)| / 2h.
+    """
+    d = predictor.pose.latent_dim
+    eye = np.eye(d, dtype=np.float32) * step
+    plus, minus = predictor.decode(eye), predictor.decode(-eye)
+    return (np.linalg.norm(plus - minus, axis=-1) / (2.0 * step)).astype(np.float32)
+
+
+def build_context(
+    predictor: PosePredictor,
+    examples_dir: str | Path | None = None,
+    *,
+    temp_dir: str | Path | None = None,
+    bank_size: int = BANK_SIZE,
+    motion_bank_size: int = MOTION_BANK_SIZE,
+    synthetic_examples: int = 4,
+) -> AppContext:
+    """Everything computed once at start-up: latent banks, the influence map, example files.
+
+    Args:
+        predictor: the loaded model.
+        examples_dir: a folder of the user's photos / clips offered as examples (searched recursively).
+        temp_dir: where exports and synthetic examples go; default a fresh folder removed at exit.
+        bank_size: prior samples decoded for the nearest-pose search and the latent PCA.
+        motion_bank_size: motion prior samples for the motion-latent PCA.
+        synthetic_examples: number of rendered example photos.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if temp_dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="nlrd-app-"))
+        atexit.register(shutil.rmtree, tmp, True)
+    else:
+        tmp = Path(temp_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
+    ex_dir = None
+    if examples_dir is not None:
+        ex_dir = Path(examples_dir).expanduser().resolve()
+        if not ex_dir.is_dir():
+            raise ValueError(f"examples folder {str(examples_dir)!r} does not exist")
+    # Bank: decoded prior samples (not shipped mocap), re-encoded so the PCA shows the encoder's latents.
+    bank_joints = predictor.decode(predictor.sample(bank_size, seed=0)).astype(np.float32)
+    bank_z = predictor.encode(bank_joints).astype(np.float32)
+    timings["bank_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    influence = joint_influence(predictor)
+    motion_bank_v = None
+    if predictor.motion is not None and motion_bank_size > 1:
+        seqs = predictor.motion.decode(predictor.motion.sample(motion_bank_size, seed=0))
+        motion_bank_v = predictor.motion.encode(seqs).astype(np.float32)
+    timings["influence_motion_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    style = _example_style()
+    images, clips = (
+        _synthetic_examples(predictor, style, tmp / "examples", synthetic_examples) if synthetic_examples > 0 else ([], [])
+    )
+    if ex_dir is not None:
+        user_images, user_clips = _scan_examples(ex_dir)
+        images, clips = user_images + images, user_clips + clips
+    timings["examples_s"] = time.perf_counter() - t2
+    # Trim the 1 % most extreme bank poses from the explorer's range so a single outlier does not shrink the view.
+    extent = np.abs(bank_joints).max(axis=(1, 2))
+    typical = bank_joints[extent <= np.quantile(extent, 0.99)]
+    return AppContext(
+        predictor=predictor, temp_dir=tmp, style=style, bank_z=bank_z, bank_joints=bank_joints,
+        explore_range=viz.axis_ranges(typical), influence=influence, motion_bank_v=motion_bank_v,
+        image_examples=images, clip_examples=clips, examples_dir=ex_dir, timings=timings,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _error(exc: Exception, upload: str | None = None) -> gr.Error:
+    """A ValueError from nlrd as a message for the user (the server's upload folder left out of it)."""
+    msg = str(exc)
+    if upload:
+        msg = msg.replace(str(Path(upload).parent) + "/", "")
+    return gr.Error(msg)
+
+
+def readable_image_input(component: gr.Image) -> gr.Image:
+    """Make an image input's unreadable uploads (not an image, truncated, too large) a clear ``gr.Error``.
+
+    gradio opens an upload with PIL before the handler runs, so a text file named .png fails inside
+    gradio and clients only learn that "an error" happened. The instance's ``preprocess`` is wrapped
+    rather than subclassing ``gr.Image``: gradio's component metaclass writes a ``.pyi`` stub beside
+    the module of every component subclass, which would litter the repository.
+    """
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise gr.Error("The upload is not an image that can be read: use a PNG, JPEG, WebP or BMP photo.") from None
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
+def _downscale(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Area-downscale so the long side is at most max_side; returns the image and the scale factor (<= 1)."""
+    h, w = img.shape[:2]
+    f = min(1.0, max_side / float(max(h, w)))
+    if f >= 1.0:
+        return img, 1.0
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA), f
+
+
+def _jpeg(img: np.ndarray) -> bytes:
+    """RGB -> JPEG bytes: a clip's thumbnails stay small in the session's state."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
+    if not ok:
+        raise ValueError("could not encode a thumbnail")
+    return buf.tobytes()
+
+
+def _unjpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes -> RGB."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _frame_index(t: Any, n: int) -> int:
+    """A slider value as a valid frame index in [0, n - 1] (0 for anything unreadable)."""
+    try:
+        i = int(round(float(t)))
+    except (TypeError, ValueError):
+        i = 0
+    return int(np.clip(i, 0, max(n - 1, 0)))
+
+
+def _latent_vector(values: Sequence[Any], dim: int) -> np.ndarray:
+    """Slider values -> (D,) float32 in [-1, 1] (values outside are clipped: the prior's support)."""
+    if len(values) != dim:
+        raise ValueError(f"expected {dim} latent values, got {len(values)}")
+    try:
+        z = np.array([float(v) for v in values], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError("latent values must be numbers") from None
+    if not np.isfinite(z).all():
+        raise ValueError("latent values must be finite")
+    return np.clip(z, -1.0, 1.0)
+
+
+def _message_figure(text: str, height: int = 360) -> go.Figure:
+    """An empty figure that says why there is nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 14})
+    fig.update_layout(height=height, template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False},
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
+    return fig
+
+
+def _fixed_ranges(fig: go.Figure, ranges: viz.Range3) -> go.Figure:
+    """Pin every 3D scene of a figure to one range, so stepping through frames does not rescale the view."""
+    fig.update_scenes(xaxis_range=list(ranges[0]), yaxis_range=list(ranges[1]), zaxis_range=list(ranges[2]))
+    return fig
+
+
+def _slider_update(n: int, value: int = 0) -> dict[str, Any]:
+    """A frame slider for n frames (hidden for a single frame)."""
+    return gr.update(minimum=0, maximum=max(n - 1, 1), value=value, step=1, visible=n > 1, interactive=n > 1)
+
+
+# ----------------------------------------------------------------------------- Predict handlers
+def _prediction_figure(pred: Prediction, t: int) -> go.Figure:
+    """3D view of frame t; the clip's fixed range and one uirevision keep the user's camera while stepping."""
+    label = "prediction" if pred.kind == "image" else f"frame {t}"
+    return viz.pose_figure(pred.result.joints3d[t], labels=label, axis_range=pred.axis_range, uirevision=UIREV_PREDICT)
+
+
+def _overlay(pred: Prediction, t: int) -> np.ndarray:
+    """Frame t's thumbnail with the projected skeleton and the person box."""
+    r, s = pred.result, pred.scale
+    return viz.image_with_skeleton(_unjpeg(pred.frames[t]), r.joints2d[t] * s, r.boxes[t] * s)
+
+
+def predict_image(ctx: AppContext, image: np.ndarray | None, flip_test: bool = False) -> tuple[dict, go.Figure, Prediction]:
+    """API ``/predict_image``: a photo -> (pose JSON in the nlrd-pose schema, 3D figure); the state feeds the UI."""
+    if image is None:
+        raise gr.Error("Add a photo first (upload, paste or take a webcam snapshot).")
+    try:
+        img, _ = _downscale(as_rgb_uint8(image, max_pixels=None), PHOTO_MAX_SIDE)
+        result = ctx.predictor.predict_image(img, flip_test=bool(flip_test))
+        thumb, scale = _downscale(img, OVERLAY_MAX_SIDE)
+        frames = [_jpeg(thumb)]
+    except ValueError as exc:
+        raise _error(exc) from None
+    notes = []
+    if bool(result.valid[0]):
+        notes.append(f"Person found (detector score {float(result.scores[0]):.2f}).")
+    else:
+        notes.append("**No person detected**: the whole photo was used. Crop the photo around the person for a better result.")
+    if len(result.other_boxes):
+        notes.append(f"{len(result.other_boxes)} other person(s) ignored: the largest person is estimated.")
+    if flip_test:
+        notes.append("Flip test on: averaged with the mirrored photo's prediction.")
+    pred = Prediction("image", result, frames, scale, viz.axis_ranges(result.joints3d), notes)
+    return result.to_dict(), _prediction_figure(pred, 0), pred
+
+
+def predict_clip(ctx: AppContext, video: str | None, flip_test: bool = False, refine: bool = False,
+                 progress: gr.Progress = gr.Progress()) -> tuple[dict, Prediction]:  # noqa: B008  # fmt: skip
+    """API ``/predict_clip``: a video file -> pose JSON (one frame entry per video frame)."""
+    if not video:
+        raise gr.Error("Add a video clip first.")
+    try:
+        info = probe_video(video)
+        progress(0.0, desc="decoding the clip")
+        frames = list(itertools.islice(iter_video(video, max_side=CLIP_MAX_SIDE), MAX_CLIP_FRAMES))
+        if not frames:
+            raise ValueError("the clip has no frames")
+        result = ctx.predictor.predict_clip(
+            np.stack(frames), fps=info.fps, flip_test=bool(flip_test), refine=bool(refine),
+            progress=lambda done, total: progress((done, total or len(frames)), desc="detecting and tracking the person"),
+        )  # fmt: skip
+        scale = _downscale(frames[0], CLIP_THUMB_MAX_SIDE)[1]
+        thumbs = [_jpeg(_downscale(f, CLIP_THUMB_MAX_SIDE)[0]) for f in frames]
+    except ValueError as exc:
+        raise _error(exc, video) from None
+    n, found = result.num_frames, int(result.valid.sum())
+    notes = [f"{n} frames at {result.fps:.3g} fps; person found in {found} of them."]
+    if info.frames > MAX_CLIP_FRAMES:
+        notes.append(f"**Note:** the clip was cut to its first {MAX_CLIP_FRAMES} frames (of {info.frames}).")
+    if refine:
+        notes.append("Refined with the motion prior (30-frame windows).")
+    if flip_test:
+        notes.append("Flip test on.")
+    pred = Prediction("clip", result, thumbs, scale, viz.axis_ranges(result.joints3d), notes)
+    return result.to_dict(), pred
+
+
+def write_exports(ctx: AppContext, pred: Prediction) -> Prediction:
+    """Write JSON, BVH and GLB of a prediction into a fresh folder of the app's temp dir (once per prediction)."""
+    if pred.files:
+        return pred
+    out = ctx.temp_dir / "predictions" / uuid.uuid4().hex[:12]
+    out.mkdir(parents=True, exist_ok=True)
+    r = pred.result
+    stem = "nlrd_pose" if pred.kind == "image" else "nlrd_clip"
+    files = [
+        write_json(out / f"{stem}.json", r.joints3d, r.fps, boxes=r.boxes, scores=r.scores, valid=r.valid, z=r.z),
+        write_bvh(out / f"{stem}.bvh", r.joints3d, r.fps),
+        write_glb(out / f"{stem}.glb", r.joints3d),
+    ]
+    # The viewer gets one pose (image) or a film strip of up to 8 frames (clip): all frames at the origin would overlap.
+    idx = np.unique(np.linspace(0, r.num_frames - 1, min(PREVIEW_FRAMES, r.num_frames)).round().astype(int))
+    preview = write_glb(out / "preview.glb", r.joints3d[idx], spacing_m=PREVIEW_SPACING_M if len(idx) > 1 else 0.0)
+    pred.files, pred.preview_glb = [str(f) for f in files], str(preview)
+    return pred
+
+
+def show_prediction(ctx: AppContext, pred: Prediction | None) -> tuple[Any, ...]:
+    """UI follow-up of a prediction: overlay, downloads, GLB view, frame slider, status; stops playback."""
+    if pred is None:
+        return (gr.skip(),) * 9
+    try:
+        write_exports(ctx, pred)
+    except ValueError as exc:
+        raise _error(exc) from None
+    n = pred.num_frames
+    status = "\n\n".join(pred.notes)
+    # Front view from far enough to see the whole skeleton (or film strip): the default frames it too tightly.
+    strip_m = PREVIEW_SPACING_M * (min(PREVIEW_FRAMES, n) - 1) + 1.0
+    glb = gr.Model3D(value=pred.preview_glb, camera_position=(90, 85, max(3.2, 0.8 * strip_m)))
+    return (_overlay(pred, 0), pred.files, glb, _slider_update(n), gr.update(visible=n > 1),
+            status, False, gr.Timer(active=False), gr.update(value="▶ Play"))  # fmt: skip
+
+
+def prediction_frame(ctx: AppContext, pred: Prediction | None, t: Any) -> tuple[Any, Any]:
+    """Redraw the 3D view and the overlay at frame t (frame slider)."""
+    if pred is None:
+        return gr.skip(), gr.skip()
+    i = _frame_index(t, pred.num_frames)
+    return _prediction_figure(pred, i), _overlay(pred, i)
+
+
+def _advance(t: Any, n: int, fps: float) -> int:
+    """Next frame of a playing clip: fps * tick period frames on (about real time when the server keeps up)."""
+    step = max(1, round(fps * PLAY_INTERVAL_S))
+    return (_frame_index(t, n) + step) % max(n, 1)
+
+
+def prediction_tick(ctx: AppContext, pred: Prediction | None, t: Any) -> tuple[Any, Any, Any]:
+    """gr.Timer tick while playing a clip: next frame (wrapping around)."""
+    if pred is None or pred.num_frames < 2:
+        return gr.skip(), gr.skip(), gr.skip()
+    i = _advance(t, pred.num_frames, pred.result.fps)
+    return i, _prediction_figure(pred, i), _overlay(pred, i)
+
+
+def toggle_play(playing: bool) -> tuple[bool, gr.Timer, dict[str, Any]]:
+    """Play / pause button: flips the per-user flag, the timer and the button's label."""
+    now = not bool(playing)
+    return now, gr.Timer(value=PLAY_INTERVAL_S, active=now), gr.update(value="❚❚ Pause" if now else "▶ Play")
+
+
+# ----------------------------------------------------------------------------- Latent explorer handlers
+def decode_latent(ctx: AppContext, *z: float) -> go.Figure:
+    """API ``/decode_latent``: 32 latent values in [-1, 1] -> the decoded pose's 3D figure."""
+    try:
+        zv = _latent_vector(z, ctx.latent_dim)
+        joints = ctx.predictor.decode(zv[None])[0]
+    except ValueError as exc:
+        raise _error(exc) from None
+    return viz.pose_figure(joints, labels="decoded pose", axis_range=ctx.explore_range, uirevision=UIREV_EXPLORE)
+
+
+def random_latent(ctx: AppContext, seed: Any) -> list[float]:
+    """Slider values of one prior sample U[-1, 1]^D with a given seed."""
+    try:
+        s = int(seed) if seed is not None else None
+    except (TypeError, ValueError):
+        raise gr.Error(f"seed must be an integer, got {seed!r}") from None
+    return [round(float(v), 2) for v in ctx.predictor.sample(1, seed=s)[0]]
+
+
+def reset_latent(ctx: AppContext) -> list[float]:
+    """All sliders to 0 (the centre of the prior)."""
+    return [0.0] * ctx.latent_dim
+
+
+def encode_last_prediction(ctx: AppContext, pred: Prediction | None, t: Any) -> list[float]:
+    """Slider values of the encoder's latent for the user's last prediction (the shown frame of a clip)."""
+    if pred is None:
+        raise gr.Error("No prediction yet: run one in the Predict tab first.")
+    i = _frame_index(t, pred.num_frames)
+    z = ctx.predictor.encode(pred.result.joints3d[i][None])[0]
+    return [round(float(v), 2) for v in np.clip(z, -1.0, 1.0)]
+
+
+def nearest_pose(ctx: AppContext, *z: float) -> tuple[go.Figure, str]:
+    """The bank pose nearest (MPJPE) to the decoded pose, overlaid on it, with the distances."""
+    try:
+        zv = _latent_vector(z, ctx.latent_dim)
+        joints = ctx.predictor.decode(zv[None])[0]
+    except ValueError as exc:
+        raise _error(exc) from None
+    errs = mpjpe(ctx.bank_joints, np.broadcast_to(joints, ctx.bank_joints.shape), reduce=False)
+    k = int(np.argmin(errs))
+    dz = float(np.linalg.norm(ctx.bank_z[k] - ctx.predictor.encode(joints[None])[0]))
+    fig = viz.pose_figure([joints, ctx.bank_joints[k]], labels=["decoded pose", f"bank pose #{k}"],
+                          axis_range=ctx.explore_range, uirevision=UIREV_NEAREST)  # fmt: skip
+    text = (f"**Nearest bank pose: #{k}** of {len(ctx.bank_joints):,}: MPJPE **{float(errs[k]):.1f} mm**; "
+            f"latent distance ‖E(decoded) − E(bank)‖ = {dz:.3f}. The median bank pose is "
+            f"{float(np.median(errs)):.0f} mm away.")  # fmt: skip
+    return fig, text
+
+
+def _endpoint(ctx: AppContext, mode: str, seed: Any, sliders: Sequence[float]) -> np.ndarray:
+    """An interpolation end point: the current sliders or a seeded prior sample."""
+    if mode == ENDPOINT_MODES[1]:
+        return _latent_vector(sliders, ctx.latent_dim)
+    try:
+        return ctx.predictor.sample(1, seed=int(seed))[0]
+    except (TypeError, ValueError):
+        raise gr.Error(f"seed must be an integer, got {seed!r}") from None
+
+
+def interpolate(ctx: AppContext, a_mode: str, a_seed: Any, b_mode: str, b_seed: Any, steps: Any,
+                *z: float) -> tuple[Sequence3D, go.Figure, dict[str, Any], str]:  # fmt: skip
+    """Decode the straight line between latents A and B (each a seeded sample or the current sliders)."""
+    za, zb = _endpoint(ctx, a_mode, a_seed, z), _endpoint(ctx, b_mode, b_seed, z)
+    n = int(np.clip(int(steps or INTERP_STEPS), 2, 120))
+    s = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+    joints = ctx.predictor.decode((1.0 - s) * za + s * zb)
+    captions = [f"s = {float(v):.2f}" for v in s[:, 0]]
+    seq = Sequence3D(joints, viz.axis_ranges(joints), captions=captions)
+    dist = float(np.linalg.norm(za - zb))
+    text = f"‖A − B‖ = {dist:.2f} in latent space; {n} steps. Press ▶ Play or drag the slider."
+    return seq, _sequence_figure(seq, 0), _slider_update(n), text
+
+
+def _sequence_figure(seq: Sequence3D, t: int) -> go.Figure:
+    """Frame t of an interpolation, in the sequence's fixed 3D range."""
+    label = seq.captions[t] if seq.captions else f"frame {t}"
+    return viz.pose_figure(seq.joints[t], labels=label, axis_range=seq.axis_range, uirevision=UIREV_INTERP)
+
+
+def sequence_frame(ctx: AppContext, seq: Sequence3D | None, t: Any) -> Any:
+    """The interpolation's frame slider: redraw step t."""
+    if seq is None:
+        return gr.skip()
+    return _sequence_figure(seq, _frame_index(t, len(seq.joints)))
+
+
+def sequence_tick(ctx: AppContext, seq: Sequence3D | None, t: Any) -> tuple[Any, Any]:
+    """gr.Timer tick while playing an interpolation: the next step (wrapping around)."""
+    if seq is None or len(seq.joints) < 2:
+        return gr.skip(), gr.skip()
+    n = len(seq.joints)
+    i = _frame_index(t, n) + 1
+    i = 0 if i >= n else i
+    return i, _sequence_figure(seq, i)
+
+
+# ----------------------------------------------------------------------------- Relations handlers
+def _relation_motion(ctx: AppContext, rel: Relation, seed: int) -> np.ndarray:
+    """A (window, J, 3) motion decoded from a seeded motion-prior sample.
+
+    The prior decodes 30-frame windows; the slow relations need 60 frames of the same motion at the
+    same speed, so the decoded pose-latent sequence is resampled at half-frame steps (linear in z)
+    before decoding the poses.
+    """
+    motion = ctx.predictor.motion
+    assert motion is not None
+    z_seq = motion.decode_latents(motion.sample(1, seed=seed))[0]  # (30, Dz)
+    if rel.window != z_seq.shape[0]:
+        src = np.arange(z_seq.shape[0], dtype=np.float64)
+        dst = np.linspace(0.0, z_seq.shape[0] - 1.0, rel.window)
+        z_seq = np.stack([np.interp(dst, src, z_seq[:, k]) for k in range(z_seq.shape[1])], axis=1).astype(np.float32)
+    return ctx.predictor.decode(z_seq)
+
+
+def compute_relation(ctx: AppContext, name: str, seed: int) -> RelationView:
+    """Anchor and exact counterpart (poses, rendered images, latents) of one relation for one seed.
+
+    Pose relations: a pose decoded from a seeded prior sample is rendered (``render_sample``) and the
+    relation is applied to the render's camera-frame pose and to its image, so the counterpart image
+    is exactly the image-side relation of the anchor image. Motion relations do the same with a
+    motion decoded from the motion prior and ``render_clip``.
+    """
+    rel = get_relation(name)
+    rng = np.random.default_rng(seed)
+    p = ctx.predictor
+    if rel.order == "pose":
+        pose = p.decode(p.sample(1, seed=seed))[0]
+        s = render_sample(pose, ctx.style, rng, size=RELATION_IMAGE_SIZE)
+        anchor, counterpart = rel.pose_pair(s.joints3d)
+        img_a, img_c = rel.image_pair(s.image)
+        za, zc = p.encode(anchor[None])[0], p.encode(counterpart[None])[0]
+        anchor, counterpart, img_a, img_c = anchor[None], counterpart[None], img_a[None], img_c[None]
+    else:
+        if p.motion is None:
+            raise ValueError("motion relations need the motion prior (checkpoints/motion_ae.safetensors), which is not loaded")
+        motion = _relation_motion(ctx, rel, seed)
+        clip = render_clip(motion, ctx.style, rng, size=RELATION_CLIP_SIZE)
+        anchor, counterpart = rel.pose_pair(clip.joints3d)
+        img_a, img_c = rel.image_pair(clip.image)
+        za, zc = p.motion.encode(anchor), p.motion.encode(counterpart)
+    return RelationView(
+        name=rel.name, order=rel.order, seed=int(seed), anchor=np.asarray(anchor, np.float32),
+        counterpart=np.asarray(counterpart, np.float32), anchor_images=np.asarray(img_a), counterpart_images=np.asarray(img_c),
+        latent_anchor=np.asarray(za, np.float32), latent_counterpart=np.asarray(zc, np.float32),
+        distance=float(np.linalg.norm(za - zc)), axis_range=viz.axis_ranges(anchor, counterpart),
+    )  # fmt: skip
+
+
+def _relation_figure(view: RelationView, t: int) -> go.Figure:
+    """Anchor and counterpart at frame t, side by side, in one fixed range for all frames."""
+    fig = viz.poses_side_by_side([view.anchor[t], view.counterpart[t]], titles=["anchor", "exact counterpart"],
+                                 uirevision=UIREV_RELATION)  # fmt: skip
+    return _fixed_ranges(fig, view.axis_range)
+
+
+def relation_pair(ctx: AppContext, name: str, seed: Any) -> tuple[go.Figure, float | None, RelationView | None]:
+    """API ``/relation_pair``: relation name + seed -> (anchor / counterpart 3D figure, latent distance d).
+
+    Without the motion prior, a motion relation returns a figure that says so and no distance.
+    """
+    try:
+        s = int(seed)
+    except (TypeError, ValueError):
+        raise gr.Error(f"seed must be an integer, got {seed!r}") from None
+    try:
+        rel = get_relation(str(name))
+        if rel.order == "motion" and not ctx.has_motion:
+            msg = "Motion relations need the motion prior (checkpoints/motion_ae.safetensors), which is not loaded."
+            return _message_figure(msg), None, None
+        view = compute_relation(ctx, rel.name, s)
+    except ValueError as exc:
+        raise _error(exc) from None
+    return _relation_figure(view, 0), round(view.distance, 4), view
+
+
+def relation_explanation(ctx: AppContext, name: str) -> str:
+    """Teaching text of a relation: its description, which latent space it lives in, and the idea of NLRD."""
+    try:
+        rel = get_relation(str(name))
+    except ValueError as exc:
+        raise _error(exc) from None
+    if rel.order == "pose":
+        space = "the pose latent space z (32-d): d = ‖Ep(anchor) − Ep(counterpart)‖, Ep the pose encoder"
+    else:
+        space = (f"the motion latent space v (128-d) of 30-frame windows: d = ‖Em(anchor) − Em(counterpart)‖, "
+                 f"Em the motion encoder; the anchor is built from a {rel.window}-frame window")  # fmt: skip
+    text = f"### {rel.name}\n{rel.description}\n\n*Lives in {space}.*"
+    if rel.order == "motion" and not ctx.has_motion:
+        text += "\n\n**The motion prior is not loaded**, so motion relations cannot be shown."
+    return text + "\n\n" + NON_LOCAL_TEXT
+
+
+def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]:
+    """UI follow-up of /relation_pair: images, latent PCA map, frame slider; stops playback."""
+    if view is None:
+        msg = _message_figure("No relation pair to map.", height=320)
+        return None, None, msg, _slider_update(1), gr.update(visible=False), False, gr.Timer(active=False)
+    n = len(view.anchor)
+    if view.order == "pose":
+        bank, space = ctx.bank_z, "pose latents z"
+    else:
+        bank, space = ctx.motion_bank_v, "motion latents v"
+    if bank is None:
+        pca = _message_figure("No latent bank for this relation.", height=320)
+    else:
+        pca = viz.latent_pca_figure(bank, highlights={"anchor": view.latent_anchor, "counterpart": view.latent_counterpart},
+                                    pairs=[(view.latent_anchor, view.latent_counterpart)],
+                                    bank_name=f"encoded prior samples ({space})", uirevision=UIREV_PCA, height=380)  # fmt: skip
+        pca.update_layout(legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.18, "yanchor": "top"},
+                          margin={"b": 70})  # fmt: skip
+    return (view.anchor_images[0], view.counterpart_images[0], pca, _slider_update(n), gr.update(visible=n > 1),
+            False, gr.Timer(active=False))  # fmt: skip
+
+
+def relation_frame(ctx: AppContext, view: RelationView | None, t: Any) -> tuple[Any, Any, Any]:
+    """The relation's frame slider: 3D pair and both images at frame t (motion relations)."""
+    if view is None:
+        return gr.skip(), gr.skip(), gr.skip()
+    i = _frame_index(t, len(view.anchor))
+    return _relation_figure(view, i), view.anchor_images[i], view.counterpart_images[i]
+
+
+def relation_tick(ctx: AppContext, view: RelationView | None, t: Any) -> tuple[Any, ...]:
+    """gr.Timer tick while playing a motion relation: the next frame (wrapping around)."""
+    if view is None or len(view.anchor) < 2:
+        return (gr.skip(),) * 4
+    i = _advance(t, len(view.anchor), view.fps)
+    return (i, *relation_frame(ctx, view, i))
+
+
+def random_seed() -> int:
+    """A fresh seed for the relation tab's dice button."""
+    return int(np.random.default_rng().integers(0, 100_000))
+
+
+def next_seed(seed: Any) -> int:
+    """The explorer's random button: seed + 1 (0 when the box is empty)."""
+    try:
+        return int(seed) + 1
+    except (TypeError, ValueError):
+        return 0
+
+
+# ----------------------------------------------------------------------------- Adapt (placeholder)
+ADAPT_MESSAGE = ("Adaptation sessions arrive with the adaptation stage: this endpoint and tab will run "
+                 "non-local relation distillation on your own unlabelled photos or clips (GPU when present, CPU "
+                 "otherwise) with live loss curves, without ever overwriting the shipped weights.")  # fmt: skip
+
+
+def adapt(ctx: AppContext, *args: Any) -> str:
+    """API ``/adapt`` (placeholder): says that adaptation is not available yet."""
+    return ADAPT_MESSAGE
+
+
+# ----------------------------------------------------------------------------- About
+_STAGES = (
+    ("1", "Pose & motion priors", ["auto-encoders trained on", "motion capture only:", "pose ↔ z (32-d),",
+                                   "30 frames ↔ v (128-d)"], "explore"),
+    ("2", "Source model Gs", ["labelled synthetic renders", "image → G → z → Dp + FK", "→ 3D pose (mm)"], "predict"),
+    ("3", "Relation networks", ["exact relations (flip, rotate,", "reverse, slow) on poses and", "images; small networks", "map latent → latent"], "relations"),  # noqa: E501
+    ("4", "Self-adaptation", ["unlabelled target photos /", "clips: distil the non-local", "relations into G", "(no 3D labels needed)"], "adapt"),  # noqa: E501
+    ("5", "Inference", ["detect, crop, G, decode;", "flip test; motion-prior", "refinement for clips;", "JSON / BVH / GLB"], "predict"),  # noqa: E501
+)
+_STAGE_COLOURS = ("#e8f1fb", "#fdf0e6", "#eaf6ea", "#f3ecf9", "#fbeaea")
+_STAGE_STROKES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728")
+
+
+def stages_svg() -> str:
+    """Inline SVG of the method's stages (no external assets): five boxes joined by arrows."""
+    w, h, bw, bh, gap, top = 1170, 250, 205, 150, 30, 40
+    parts = [f'<svg viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="NLRD stages" '
+             'font-family="system-ui, -apple-system, Segoe UI, sans-serif">',
+             '<defs><marker id="arr" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
+             '<path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker></defs>']  # fmt: skip
+    for i, (num, title, lines, tab) in enumerate(_STAGES):
+        x = 10 + i * (bw + gap)
+        parts.append(f'<rect x="{x}" y="{top}" width="{bw}" height="{bh}" rx="14" fill="{_STAGE_COLOURS[i]}" '
+                     f'stroke="{_STAGE_STROKES[i]}" stroke-width="2"/>')  # fmt: skip
+        parts.append(f'<circle cx="{x + 22}" cy="{top + 24}" r="13" fill="{_STAGE_STROKES[i]}"/>'
+                     f'<text x="{x + 22}" y="{top + 29}" text-anchor="middle" font-size="14" font-weight="700" '
+                     f'fill="white">{num}</text>')  # fmt: skip
+        parts.append(f'<text x="{x + 42}" y="{top + 29}" font-size="13" font-weight="700" fill="#222">{escape(title)}</text>')
+        for k, line in enumerate(lines):
+            parts.append(f'<text x="{x + 14}" y="{top + 58 + 20 * k}" font-size="13" fill="#333">{escape(line)}</text>')
+        parts.append(f'<text x="{x + bw / 2}" y="{top + bh + 26}" text-anchor="middle" font-size="12" '
+                     f'fill="{_STAGE_STROKES[i]}">→ {TAB_IDS[tab]} tab</text>')  # fmt: skip
+        if i < len(_STAGES) - 1:
+            y = top + bh / 2
+            parts.append(f'<line x1="{x + bw + 3}" y1="{y}" x2="{x + bw + gap - 3}" y2="{y}" stroke="#666" '
+                         'stroke-width="2" marker-end="url(#arr)"/>')  # fmt: skip
+    parts.append('<text x="10" y="22" font-size="13" fill="#666">Training runs left to right; the app shows each '
+                 'stage in its tab.</text></svg>')  # fmt: skip
+    return "".join(parts)
+
+
+ABOUT_TEXT = """
+**NLRD** (non-local latent relation distillation) estimates a person's 3D pose from one camera and can
+adapt itself to a new kind of footage without any 3D labels.
+
+* A **pose prior** (an adversarial auto-encoder trained on motion capture) gives every plausible pose a
+  32-number code *z*; its decoder plus forward kinematics turn any *z* in [-1, 1]³² into a valid
+  skeleton with fixed bone lengths. A **motion prior** does the same for 1-second windows (code *v*).
+* The **image model G** only has to predict *z*; it is first trained on labelled synthetic renders (source domain).
+* **Relations** such as a horizontal flip, an in-plane rotation or playing a clip backwards act
+  *exactly* on both the image and the pose. In the latent space they are *non-local*: the flipped
+  pose's code lies far away. Small relation networks learn these latent maps from the priors alone.
+* **Self-adaptation**: on unlabelled target images, G's prediction for a transformed image must match
+  the relation network applied to G's prediction for the original. This transfers the model to the new
+  domain (real photos, new cameras) with no labels.
+
+See the README for the data sources, licences and measured accuracy of the shipped weights.
+"""
+
+
+# ----------------------------------------------------------------------------- layout
+def _bind(fn: Callable[..., Any], ctx: AppContext) -> Callable[..., Any]:
+    """``fn`` with the context bound; keeps the name and docstring (gradio derives labels and API names from them).
+
+    Not ``functools.update_wrapper``: its ``__wrapped__`` would make ``inspect.signature`` report ``ctx``
+    again, and gradio matches parameters to inputs by signature.
+    """
+    bound = functools.partial(fn, ctx)
+    bound.__name__, bound.__doc__ = fn.__name__, fn.__doc__  # type: ignore[attr-defined]
+    return bound
+
+
+def _goto(tab: str) -> Callable[[], gr.Tabs]:
+    """Handler of an About-tab button: select another tab."""
+
+    def go() -> gr.Tabs:
+        return gr.Tabs(selected=tab)
+
+    return go
+
+
+def _header(ctx: AppContext) -> str:
+    """Title and the loaded model in one line."""
+    p = ctx.predictor
+    motion = "motion prior loaded" if ctx.has_motion else "no motion prior"
+    return (f"# NLRD: 3D human pose from a single camera\n"
+            f"Non-local latent relation distillation for self-adaptive 3D pose estimation · v{nlrd.__version__} · "
+            f"{p.meta.get('image_checkpoint', '?')} · {motion} · {p.device}")  # fmt: skip
+
+
+def build_app(predictor: PosePredictor, examples_dir: str | None = None) -> gr.Blocks:
+    """The Gradio app over a loaded predictor (start-up work: :func:`build_context`).
+
+    The returned Blocks carries the context as ``demo.nlrd_context`` (for :func:`launch_app`).
+    """
+    ctx = build_context(predictor, examples_dir)
+    return build_blocks(ctx)
+
+
+def build_blocks(ctx: AppContext) -> gr.Blocks:
+    """Lay out the tabs and wire every control to its handler."""
+    d = ctx.latent_dim
+    zeros = [0.0] * d
+    names = list(ctx.predictor.skeleton.joint_names)
+    # Initial contents, so no panel starts empty.
+    interp_seq0, interp_fig0, _, interp_text0 = interpolate(ctx, ENDPOINT_MODES[0], 1, ENDPOINT_MODES[0], 2, INTERP_STEPS, *zeros)
+    top_joint = [names[int(j)] for j in np.argmax(ctx.influence, axis=1)]
+    b = functools.partial(_bind, ctx=ctx)
+    with gr.Blocks(title="NLRD · 3D human pose", delete_cache=(3600, 3600)) as demo:
+        pred_state = gr.State(None, time_to_live=STATE_TTL_S)
+        gr.Markdown(_header(ctx), elem_id="nlrd-header")
+        with gr.Tabs(selected="predict") as tabs:
+            # ------------------------------------------------------------------ Predict
+            with gr.Tab("Predict", id="predict"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=320):
+                        with gr.Tabs():
+                            with gr.Tab("Photo", id="photo"):
+                                image_in = readable_image_input(gr.Image(
+                                    ctx.image_examples[0] if ctx.image_examples else None, type="numpy", height=300,
+                                    label="Photo: upload, paste or webcam snapshot", sources=["upload", "webcam", "clipboard"],
+                                    # A mirrored snapshot would swap the person's left and right.
+                                    webcam_options=gr.WebcamOptions(mirror=False)))  # fmt: skip
+                                image_btn = gr.Button("Estimate 3D pose", variant="primary")
+                                if ctx.image_examples:
+                                    gr.Examples([[p] for p in ctx.image_examples], inputs=[image_in], examples_per_page=8,
+                                                label="Examples: synthetic renders made at start-up" +
+                                                (" and your photos" if ctx.examples_dir else ""))  # fmt: skip
+                            with gr.Tab("Clip", id="clip"):
+                                video_in = gr.Video(ctx.clip_examples[0] if ctx.clip_examples else None, sources=["upload"],
+                                                    label="Video clip (cut to 15 s)", height=300, loop=True)  # fmt: skip
+                                video_btn = gr.Button("Estimate 3D motion", variant="primary")
+                                if ctx.clip_examples:
+                                    gr.Examples([[p] for p in ctx.clip_examples], inputs=[video_in], examples_per_page=6,
+                                                label="Examples" + (": a synthetic clip and your clips" if ctx.examples_dir
+                                                                    else ": a synthetic clip rendered at start-up"))  # fmt: skip
+                        with gr.Accordion("Options", open=True):
+                            flip_cb = gr.Checkbox(False, label="Flip test",
+                                                  info="also predict the mirrored input and average (slower)")  # fmt: skip
+                            refine_cb = gr.Checkbox(False, label="Motion refinement (clips)", interactive=ctx.has_motion,
+                                                    info="smooth through the motion prior" if ctx.has_motion
+                                                    else "needs the motion prior, which is not loaded")  # fmt: skip
+                        status_md = gr.Markdown("Pick a photo or clip and press *Estimate*.")
+                    with gr.Column(scale=5):
+                        with gr.Row(equal_height=True):
+                            pred_plot = gr.Plot(label="3D pose (drag to orbit)", scale=3, elem_id="predict-plot")
+                            overlay_img = gr.Image(label="Input with the 2D projection", interactive=False, scale=2,
+                                                   height=420, buttons=["download", "fullscreen"])  # fmt: skip
+                        with gr.Row(visible=False, elem_classes="frame-row") as pred_frame_row:
+                            pred_play = gr.Button("▶ Play", scale=0, min_width=110)
+                            pred_frame = gr.Slider(0, 1, value=0, step=1, label="frame", scale=6)
+                        with gr.Row(equal_height=False):
+                            glb_view = gr.Model3D(label="GLB preview (a film strip of up to 8 frames for clips)", height=300,
+                                                  clear_color=(0.97, 0.97, 0.97, 1.0), scale=3)  # fmt: skip
+                            files_out = gr.File(label="Downloads: JSON · BVH · GLB", file_count="multiple",
+                                                interactive=False, scale=2, elem_id="predict-files")  # fmt: skip
+                        with gr.Accordion("Prediction JSON (nlrd-pose schema)", open=False):
+                            json_out = gr.JSON(label="nlrd-pose", open=False)
+                pred_playing = gr.State(False)
+                pred_timer = gr.Timer(PLAY_INTERVAL_S, active=False)
+
+            # ------------------------------------------------------------------ Latent explorer
+            with gr.Tab("Latent explorer", id="explore"):
+                gr.Markdown("Every pose the model can output is a point **z** in [-1, 1]³². Move the sliders and the "
+                            "pose prior's decoder turns z into a skeleton (bone lengths are fixed, so every z is a "
+                            "valid body). Each slider's label names the joint it moves most.")  # fmt: skip
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=340):
+                        explore_plot = gr.Plot(label="Decoded pose", value=decode_latent(ctx, *zeros), elem_id="explore-plot")
+                        with gr.Row():
+                            seed_in = gr.Number(0, label="seed", precision=0, minimum=0, scale=1, min_width=90)
+                            random_btn = gr.Button("Random sample", scale=2)
+                            reset_btn = gr.Button("Reset (z = 0)", scale=2)
+                        encode_btn = gr.Button("Encode my last prediction")
+                    with gr.Column(scale=3):
+                        by_dim: dict[int, gr.Slider] = {}
+                        cols = 4
+                        with gr.Row(elem_classes="latent-grid"):
+                            for c in range(cols):
+                                with gr.Column(min_width=150):
+                                    for k in range(c, d, cols):  # row-major: z0 z1 z2 z3 on the first row
+                                        by_dim[k] = gr.Slider(-1.0, 1.0, value=0.0, step=0.01, label=f"z{k} · {top_joint[k]}")
+                        sliders = [by_dim[k] for k in range(d)]
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        gr.Markdown("#### Nearest real pose\nThe closest of 2,000 poses decoded from prior samples "
+                                    "(by MPJPE), overlaid on the current pose.")  # fmt: skip
+                        nearest_btn = gr.Button("Find the nearest bank pose")
+                        nearest_fig0, nearest_text0 = nearest_pose(ctx, *zeros)
+                        nearest_md = gr.Markdown(nearest_text0)
+                        nearest_plot = gr.Plot(nearest_fig0, label="Decoded (blue/red) vs nearest bank pose (orange)")
+                    with gr.Column():
+                        gr.Markdown("#### Interpolation\nDecode the straight line from latent A to latent B.")
+                        with gr.Row():
+                            a_mode = gr.Radio(ENDPOINT_MODES, value=ENDPOINT_MODES[0], label="A from", min_width=150)
+                            a_seed = gr.Number(1, label="A seed", precision=0, minimum=0, min_width=80)
+                        with gr.Row():
+                            b_mode = gr.Radio(ENDPOINT_MODES, value=ENDPOINT_MODES[0], label="B from", min_width=150)
+                            b_seed = gr.Number(2, label="B seed", precision=0, minimum=0, min_width=80)
+                        with gr.Row():
+                            interp_steps = gr.Slider(2, 120, value=INTERP_STEPS, step=1, label="steps", scale=3)
+                            interp_btn = gr.Button("Interpolate", variant="primary", scale=1)
+                        interp_md = gr.Markdown(interp_text0)
+                        interp_plot = gr.Plot(interp_fig0, label="Interpolated pose")
+                        with gr.Row(elem_classes="frame-row"):
+                            interp_play = gr.Button("▶ Play", scale=0, min_width=110)
+                            interp_frame = gr.Slider(0, len(interp_seq0.joints) - 1, value=0, step=1, label="step", scale=6)
+                with gr.Accordion("Which joints does each slider move? (finite differences of the decoder at z = 0)", open=False):
+                    gr.Plot(viz.joint_influence_figure(ctx.influence, names, colorbar_title="mm / unit z"),
+                            label="Joint displacement per unit of each latent dimension")  # fmt: skip
+                interp_state = gr.State(interp_seq0, time_to_live=STATE_TTL_S)
+                interp_playing = gr.State(False)
+                interp_timer = gr.Timer(PLAY_INTERVAL_S, active=False)
+
+            # ------------------------------------------------------------------ Relations
+            with gr.Tab("Relations", id="relations"):
+                rel_names = list(RELATIONS)
+                with gr.Row(equal_height=False):
+                    rel_dd = gr.Dropdown([(f"{n}  ({RELATIONS[n].order})", n) for n in rel_names], value=rel_names[0],
+                                         label="Relation", scale=3)  # fmt: skip
+                    rel_seed = gr.Number(0, label="seed", precision=0, minimum=0, scale=1, min_width=90)
+                    rel_new = gr.Button("New sample", scale=1)
+                    rel_dist = gr.Number(label="latent distance d", interactive=False, scale=1, precision=3,
+                                         elem_id="relation-distance")  # fmt: skip
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        rel_plot = gr.Plot(label="Anchor and exact counterpart (3D; drag to orbit)", elem_id="relation-plot")
+                        with gr.Row(visible=False, elem_classes="frame-row") as rel_frame_row:
+                            rel_play = gr.Button("▶ Play", scale=0, min_width=110)
+                            rel_frame = gr.Slider(0, 1, value=0, step=1, label="frame", scale=6)
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            rel_img_a = gr.Image(label="Anchor image", interactive=False, height=220, buttons=["download"])
+                            rel_img_c = gr.Image(label="Counterpart image", interactive=False, height=220, buttons=["download"])
+                        gr.Markdown("The anchor is a synthetic render of the anchor pose; the counterpart image is the "
+                                    "relation's exact image-side operation applied to it (flip, rotation about the "
+                                    "centre, time reversal, ...).")  # fmt: skip
+                        with gr.Group(elem_classes="placeholder-box"):
+                            gr.Markdown("**Relation network prediction**: *not shipped yet.* When the relation "
+                                        "networks are trained, their predicted counterpart will appear here beside "
+                                        "the exact one.")  # fmt: skip
+                with gr.Row(equal_height=False):
+                    rel_pca = gr.Plot(label="2D PCA of the latent space (like the paper's figure 3)")
+                    rel_text = gr.Markdown(relation_explanation(ctx, rel_names[0]))
+                rel_state = gr.State(None, time_to_live=STATE_TTL_S)
+                rel_playing = gr.State(False)
+                rel_timer = gr.Timer(PLAY_INTERVAL_S, active=False)
+
+            # ------------------------------------------------------------------ Adapt
+            with gr.Tab("Adapt", id="adapt"):
+                gr.Markdown("### Self-adaptation\n" + ADAPT_MESSAGE)
+                adapt_btn = gr.Button("Start an adaptation session", interactive=True)
+                adapt_out = gr.Markdown(label="adaptation status")
+
+            # ------------------------------------------------------------------ About
+            with gr.Tab("About", id="about"):
+                gr.Markdown("## How it works")
+                gr.HTML(stages_svg(), elem_classes="nlrd-diagram")
+                with gr.Row():
+                    go_buttons = {tab: gr.Button(f"Open {TAB_IDS[tab]}", size="sm")
+                                  for tab in ("explore", "predict", "relations", "adapt")}  # fmt: skip
+                gr.Markdown(ABOUT_TEXT)
+
+        # ---------------------------------------------------------------------- events: Predict
+        pred_follow_outputs = [overlay_img, files_out, glb_view, pred_frame, pred_frame_row, status_md, pred_playing, pred_timer,
+                               pred_play]
+        image_btn.click(b(predict_image), [image_in, flip_cb], [json_out, pred_plot, pred_state], api_name="predict_image",
+                        ).success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")  # fmt: skip
+        (video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb], [json_out, pred_state], api_name="predict_clip")
+         .success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
+         .success(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private"))
+        pred_frame.input(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private",
+                         trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+        pred_play.click(toggle_play, [pred_playing], [pred_playing, pred_timer, pred_play], api_visibility="private")
+        pred_timer.tick(b(prediction_tick), [pred_state, pred_frame], [pred_frame, pred_plot, overlay_img],
+                        api_visibility="private", trigger_mode="once", show_progress="hidden")  # fmt: skip
+
+        # ---------------------------------------------------------------------- events: Latent explorer
+        gr.on([s.input for s in sliders], b(decode_latent), sliders, explore_plot, api_name="decode_latent",
+              trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+        # The random button first moves to the next seed, so the seed shown is the one of the pose shown.
+        random_event = random_btn.click(next_seed, [seed_in], [seed_in], api_visibility="private", queue=False).then
+        for event, fn, inputs in ((random_event, random_latent, [seed_in]), (seed_in.submit, random_latent, [seed_in]),
+                                  (reset_btn.click, reset_latent, []),
+                                  (encode_btn.click, encode_last_prediction, [pred_state, pred_frame])):  # fmt: skip
+            event(b(fn), inputs, sliders, api_visibility="private", show_progress="hidden").success(
+                b(decode_latent), sliders, explore_plot, api_visibility="private", show_progress="hidden")
+        nearest_btn.click(b(nearest_pose), sliders, [nearest_plot, nearest_md], api_visibility="private")
+        interp_btn.click(b(interpolate), [a_mode, a_seed, b_mode, b_seed, interp_steps, *sliders],
+                         [interp_state, interp_plot, interp_frame, interp_md], api_visibility="private"
+                         ).success(lambda: (False, gr.Timer(active=False), gr.update(value="▶ Play")), None,
+                                   [interp_playing, interp_timer, interp_play], api_visibility="private")  # fmt: skip
+        interp_frame.input(b(sequence_frame), [interp_state, interp_frame], interp_plot, api_visibility="private",
+                           trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+        interp_play.click(toggle_play, [interp_playing], [interp_playing, interp_timer, interp_play], api_visibility="private")
+        interp_timer.tick(b(sequence_tick), [interp_state, interp_frame], [interp_frame, interp_plot],
+                          api_visibility="private", trigger_mode="once", show_progress="hidden")  # fmt: skip
+
+        # ---------------------------------------------------------------------- events: Relations
+        rel_follow_outputs = [rel_img_a, rel_img_c, rel_pca, rel_frame, rel_frame_row, rel_playing, rel_timer]
+
+        def show_pair(event: Any, api_name: str | None = None) -> None:
+            kwargs: dict[str, Any] = {"api_name": api_name} if api_name else {"api_visibility": "private"}
+            (event(b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], **kwargs)
+             .success(b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private")
+             .success(lambda: gr.update(value="▶ Play"), None, rel_play, api_visibility="private"))
+
+        show_pair(rel_dd.input, api_name="relation_pair")
+        show_pair(rel_seed.submit)
+        rel_dd.input(b(relation_explanation), [rel_dd], rel_text, api_visibility="private")
+        rel_new.click(random_seed, None, rel_seed, api_visibility="private", queue=False).then(
+            b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], api_visibility="private").success(
+            b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private").success(
+            lambda: gr.update(value="▶ Play"), None, rel_play, api_visibility="private")
+        rel_frame.input(b(relation_frame), [rel_state, rel_frame], [rel_plot, rel_img_a, rel_img_c], api_visibility="private",
+                        trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+        rel_play.click(toggle_play, [rel_playing], [rel_playing, rel_timer, rel_play], api_visibility="private")
+        rel_timer.tick(b(relation_tick), [rel_state, rel_frame], [rel_frame, rel_plot, rel_img_a, rel_img_c],
+                       api_visibility="private", trigger_mode="once", show_progress="hidden")  # fmt: skip
+
+        # ---------------------------------------------------------------------- events: Adapt, About, load
+        adapt_btn.click(b(adapt), None, adapt_out, api_name="adapt", concurrency_limit=1)
+        for tab, btn in go_buttons.items():
+            btn.click(_goto(tab), None, tabs, api_visibility="private", queue=False)
+        # First visit: show the first relation pair so the tab is never empty.
+        demo.load(b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], api_visibility="private").success(
+            b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private")
+    demo.nlrd_context = ctx  # type: ignore[attr-defined]
     return demo
 
 
+# ----------------------------------------------------------------------------- launch
+def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, max_upload_mb: float = 50.0,
+               prevent_thread_lock: bool = False, quiet: bool = False) -> tuple[Any, str, str]:  # fmt: skip
+    """Queue and launch ``demo`` with the app's theme and CSS, serving only its temp dir and examples folder."""
+    ctx: AppContext = demo.nlrd_context  # type: ignore[attr-defined]
+    allowed = [str(ctx.temp_dir)] + ([str(ctx.examples_dir)] if ctx.examples_dir else [])
+    demo.queue()
+    return demo.launch(
+        server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024), allowed_paths=allowed,
+        prevent_thread_lock=prevent_thread_lock, quiet=quiet, theme=gr.themes.Soft(primary_hue="blue"), css=CSS,
+        footer_links=["api", "gradio"],
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="NLRD app")
-    parser.add_argument("--host", default="127.0.0.1")
+    """Command line: load the predictor once, build the app, serve it."""
+    t0 = time.perf_counter()
+    parser = argparse.ArgumentParser(description="NLRD app: 3D human pose from photos and clips")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 to share on the network)")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--checkpoints", default=None, help="folder with the weights (default: the shipped checkpoints/)")
+    parser.add_argument("--examples", default=None, help="folder of your photos / clips to offer as examples")
+    parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest accepted upload, MB")
     args = parser.parse_args(argv)
-    build_app().launch(server_name=args.host, server_port=args.port)
+    if args.examples is not None and not Path(args.examples).expanduser().is_dir():
+        parser.error(f"--examples: folder {args.examples!r} does not exist")
+    if args.max_upload_mb <= 0:
+        parser.error("--max-upload-mb must be positive")
+    try:
+        predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
+        demo = build_app(predictor, args.examples)
+    except ValueError as exc:
+        parser.error(str(exc))
+    # SIGTERM (service managers, test harnesses) exits like Ctrl-C, so atexit removes the temp dir.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _, url, _ = launch_app(demo, args.host, args.port, args.max_upload_mb, prevent_thread_lock=True)
+    print(f"NLRD app serving at {url} (start-up {time.perf_counter() - t0:.1f} s)", flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":
