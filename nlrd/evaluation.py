@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlrd.kinematics import joints_to_bones
+from nlrd.kinematics import plausibility_angles
 from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.skeleton import H36M_17, Skeleton
@@ -33,26 +33,7 @@ from nlrd.stages.pose_aae import ks_to_uniform
 
 def joint_angles(joints: np.ndarray, skeleton: Skeleton = H36M_17) -> np.ndarray:
     """The plausibility angle set of (N, J, 3) poses -> (N, 44) degrees (see module doc)."""
-    j = torch.as_tensor(np.asarray(joints, dtype=np.float64))
-    j = j - j[:, :1]
-    parents = list(skeleton.parents)
-    bones = j - j[:, [max(p, 0) for p in parents]]
-    bones = bones / bones.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    up = j[:, skeleton.torso_joint] / j[:, skeleton.torso_joint].norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    ref = []
-    for c in range(1, skeleton.num_joints):
-        p = parents[c]
-        ref.append(up if p == 0 else bones[:, p])
-    ref_t = torch.stack(ref, dim=1)
-    bend = torch.rad2deg(torch.arccos((bones[:, 1:] * ref_t).sum(-1).clamp(-1, 1)))
-    rep = joints_to_bones(j, skeleton)
-    local = [c for c in range(1, skeleton.num_joints) if c not in skeleton.view_variant_joints]
-    loc = rep[:, local]  # unit vectors in the torso frame: e_y points down the body, e_z backwards
-    to_up = torch.rad2deg(torch.arccos((-loc[..., 1]).clamp(-1, 1)))
-    to_fwd = torch.rad2deg(torch.arccos((-loc[..., 2]).clamp(-1, 1)))
-    return torch.cat([bend, to_up, to_fwd], dim=1).numpy()
-
-
+    return plausibility_angles(np.asarray(joints, dtype=np.float64), skeleton)
 
 
 def angle_ranges(train_joints: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:

@@ -163,3 +163,27 @@ def relength(joints: ArrayT, skeleton: Skeleton = H36M_17, lengths: np.ndarray |
     for j in range(1, skeleton.num_joints):
         positions.append(positions[skeleton.parents[j]] + offsets[..., j, :])
     return _back(torch.stack(positions, dim=-2), was_np)
+
+
+def plausibility_angles(joints: ArrayT, skeleton: Skeleton = H36M_17) -> ArrayT:
+    """The joint-angle set used to judge plausibility, (..., J, 3) mm -> (..., 3 * (J - 1) - 4) degrees.
+
+    For H36M_17 that is 44 angles: the bend of every bone against its parent bone (16; the hips and
+    spine against the pelvis->thorax direction), and for the 14 bones expressed in the torso frame
+    their angle to the torso's up axis and to its forward axis (28). Differentiable (torch path).
+    """
+    t, was_np = _to_torch(joints)
+    _check_joints(t, skeleton, "plausibility_angles")
+    t = t - t[..., :1, :]
+    dirs = tree_directions(t, skeleton)
+    up = _normalize(t[..., skeleton.torso_joint, :])
+    parents = skeleton.parents
+    ref = torch.stack([up if parents[c] == 0 else dirs[..., parents[c], :] for c in range(1, skeleton.num_joints)], dim=-2)
+    lim = 1.0 - 1e-6  # arccos has an infinite slope at +-1
+    bend = torch.rad2deg(torch.arccos((dirs[..., 1:, :] * ref).sum(-1).clamp(-lim, lim)))
+    rep = joints_to_bones(t, skeleton)
+    local = [c for c in range(1, skeleton.num_joints) if c not in skeleton.view_variant_joints]
+    loc = rep[..., local, :]  # torso frame: e_y points down the body, e_z backwards
+    to_up = torch.rad2deg(torch.arccos((-loc[..., 1]).clamp(-lim, lim)))
+    to_fwd = torch.rad2deg(torch.arccos((-loc[..., 2]).clamp(-lim, lim)))
+    return _back(torch.cat([bend, to_up, to_fwd], dim=-1), was_np)

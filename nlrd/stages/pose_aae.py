@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from nlrd.kinematics import plausibility_angles
 from nlrd.losses import gan_logits_loss, joint_l2_mm, uniform_quantile_loss
 from nlrd.models.pose_aae import LatentCritic, PoseAAEConfig, PoseAutoEncoder, PoseCritic
 from nlrd.skeleton import get_skeleton
@@ -41,6 +42,10 @@ class PoseAAEStageConfig:
     flip_prob: float = 0.5
     azimuth: bool = True
     val_poses: int = 4096
+    angle_limit_weight: float = 0.0  # hinge on plausibility angles of Dp(z ~ U) outside the training range
+    angle_margin_deg: float = 1.0  # the allowed range is shrunk by this much on each side
+    init_from: str = ""  # start from a trained pose_aae checkpoint
+    train_encoder: bool = True  # False: fine-tune Dp only (Ep frozen, so every model built on Ep stays valid)
     seed: int = 0
     steps: int = 6000  # copied from the trainer for the schedule
 
@@ -83,7 +88,21 @@ class PoseAAEStage:
         self.ae_ddp = wrap_ddp(self.ae, info, device)
         self.critic_ddp = wrap_ddp(self.critic, info, device)
         self.pose_critic_ddp = wrap_ddp(self.pose_critic, info, device) if self.pose_critic is not None else None
-        self.opt_ae = torch.optim.Adam(self.ae.parameters(), lr=cfg.lr)
+        if cfg.init_from:
+            from nlrd.checkpoint import load_checkpoint, load_into
+
+            ck = load_checkpoint(cfg.init_from, expected_stage="pose_aae")
+            load_into(self.ae.encoder, ck, prefix="encoder.")
+            load_into(self.ae.decoder, ck, prefix="decoder.")
+        if not cfg.train_encoder:
+            for p in self.ae.encoder.parameters():
+                p.requires_grad_(False)
+        # Angle limits from the training poses (shrunk by a margin), for the plausibility hinge.
+        with torch.no_grad():
+            ang = plausibility_angles(self.train[:: max(1, len(self.train) // 50_000)].double())
+        self.angle_lo = (ang.min(0).values + cfg.angle_margin_deg).float().to(device)
+        self.angle_hi = (ang.max(0).values - cfg.angle_margin_deg).float().to(device)
+        self.opt_ae = torch.optim.Adam([p for p in self.ae.parameters() if p.requires_grad], lr=cfg.lr)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
         self.opt_pose_critic = (torch.optim.Adam(self.pose_critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
                                 if self.pose_critic is not None else None)  # fmt: skip
@@ -130,10 +149,18 @@ class PoseAAEStage:
         z, y_rec, y_prior, z_cycle = self.ae_ddp(y, z_prior)
         rec = joint_l2_mm(y_rec, y)
         cyc = (z_cycle - z_prior).abs().mean()
-        adv = gan_logits_loss(_critic_logits(self.critic_ddp, z), real=True)
-        loss = rec / 100.0 + cfg.cycle_weight * cyc + cfg.adv_weight * adv
-        logs = {"rec_mm": rec.item(), "cycle": cyc.item(), "adv": adv.item()}
-        if cfg.marginal_weight > 0:
+        loss = rec / 100.0 + cfg.cycle_weight * cyc
+        logs = {"rec_mm": rec.item(), "cycle": cyc.item()}
+        if cfg.train_encoder:
+            adv = gan_logits_loss(_critic_logits(self.critic_ddp, z), real=True)
+            loss = loss + cfg.adv_weight * adv
+            logs["adv"] = adv.item()
+        if cfg.angle_limit_weight > 0:
+            ang = plausibility_angles(y_prior)
+            hinge = (torch.relu(self.angle_lo - ang) + torch.relu(ang - self.angle_hi)).mean()
+            loss = loss + cfg.angle_limit_weight * hinge
+            logs["angle_hinge_deg"] = hinge.item()
+        if cfg.marginal_weight > 0 and cfg.train_encoder:
             marg = uniform_quantile_loss(z)
             loss = loss + cfg.marginal_weight * marg
             logs["marginal"] = marg.item()
@@ -179,7 +206,8 @@ class PoseAAEStage:
         self.ae.train()
         y, z_prior = self.sample_batch(step)
         logs, z, y_prior = self.generator_step(y, z_prior)
-        logs.update(self.critic_step(z, z_prior, y_prior, y))
+        if self.cfg.train_encoder or self.pose_critic is not None:
+            logs.update(self.critic_step(z, z_prior, y_prior, y))
         return logs
 
     @torch.no_grad()
@@ -189,4 +217,10 @@ class PoseAAEStage:
         rec = self.ae.decoder(z)
         mpjpe = torch.linalg.norm(rec - self.val, dim=-1).mean().item()
         ks = ks_to_uniform(z.cpu().numpy())
-        return {"val_mpjpe_mm": mpjpe, "val_ks_median": float(np.median(ks)), "val_ks_max": float(ks.max())}
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        samples = self.ae.decoder((torch.rand(2048, self.model_cfg.latent_dim, generator=g) * 2 - 1).to(self.device))
+        ang = plausibility_angles(samples)
+        margin = self.cfg.angle_margin_deg
+        ok = ((ang >= self.angle_lo - margin) & (ang <= self.angle_hi + margin)).all(-1).float().mean().item()
+        return {"val_mpjpe_mm": mpjpe, "val_ks_median": float(np.median(ks)), "val_ks_max": float(ks.max()),
+                "val_prior_plausible": ok}  # fmt: skip

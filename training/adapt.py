@@ -1,0 +1,87 @@
+"""Stage 5: adapt G (from Gs) to unlabelled target clips with the chosen terms; only layer2 trains.
+
+    python -m training.adapt --terms lcr,hcr,pose-flip,flip-backward,slow-backward --out checkpoints/adapted_g.safetensors
+    python -m training.adapt --videos ../shared/data/media --terms lcr,pose-flip --out runs/adapt_real/g.safetensors
+    torchrun --nproc_per_node 2 -m training.adapt ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nlrd.data.paths import resolve_data_root
+from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.inference import load_image_encoder
+from nlrd.priors import MotionPrior, PosePrior
+from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.trainer import Trainer
+from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, finish, setup, trainer_config
+
+DEFAULT_OUT = "checkpoints/adapted_g.safetensors"
+
+
+def video_crops(folder: Path, size: int) -> list[np.ndarray]:
+    """Person-cropped frames (T, size, size, 3) of every video in a folder (tracked with the detector)."""
+    from nlrd.data.crop import crop_clip
+    from nlrd.data.detection import track_person
+    from nlrd.data.video import read_video
+    from nlrd.inference import CROP_MARGIN
+
+    out = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in {".mp4", ".mov", ".avi", ".mkv", ".webm"}):
+        clip = read_video(path, max_side=640)
+        track = track_person(clip.frames, fps=clip.fps)
+        keep = np.flatnonzero(track.found)
+        if len(keep):
+            crops, _ = crop_clip(clip.frames[keep[0] : keep[-1] + 1], track.boxes[keep[0] : keep[-1] + 1], size, CROP_MARGIN)
+            out.append(crops)
+    if not out:
+        raise ValueError(f"no video with a person found in {str(folder)!r}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = base_parser(__doc__.splitlines()[1], DEFAULT_OUT, default_steps=AdaptStageConfig.steps)
+    p.add_argument("--terms", default=",".join(AdaptStageConfig.terms), help=f"comma list of {CONTRASTIVE_TERMS} and relations")
+    p.add_argument("--init", default="checkpoints/source_gs.safetensors", help="G starts from this image model (Gs)")
+    p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
+    p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
+    p.add_argument("--relations-dir", default="checkpoints/relations")
+    p.add_argument("--videos", default=None, help="adapt to the real videos in this folder instead of rendered target clips")
+    add_dataclass_args(p, AdaptStageConfig, "stage", skip=("terms", "trainable", "seed", "steps"))
+    args = p.parse_args(argv)
+    watch = Stopwatch()
+    info, device = setup(args)
+    data_root = resolve_data_root(args.data_root)
+    if info.is_main:
+        ensure_prepared(data_root, Path(args.data))
+    barrier(info)
+    terms = tuple(t.strip() for t in args.terms.split(",") if t.strip())
+    cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps)
+    pose = PosePrior.from_pretrained(args.pose, device=device)
+    motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
+    bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in CONTRASTIVE_TERMS], device)
+    g = load_image_encoder(args.init)
+    val_poses = load_split(args.data, "val").joints
+    if args.videos:
+        crops = video_crops(Path(args.videos), g.config.image_size)
+        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, video_crops=crops, val_poses=val_poses,
+                           data_root=data_root, init_checkpoint=args.init)  # fmt: skip
+    else:
+        windows = load_split(args.data, "train").windows(60, stride=4)
+        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, train_windows=windows, val_poses=val_poses,
+                           data_root=data_root, init_checkpoint=args.init)  # fmt: skip
+    trainer = Trainer(stage, trainer_config(args, "adapt"), info, device)
+    result = trainer.fit()
+    trainer.save_final(args.out, result)
+    summary = {"stage": "adapt", "terms": list(terms), "out": args.out, "steps": result.steps,
+               "train_seconds": round(result.seconds, 1), "seconds_per_step": round(result.seconds / max(1, result.steps), 3),
+               "wall_seconds": watch.seconds(), **result.final_metrics}  # fmt: skip
+    finish(info, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
