@@ -177,6 +177,8 @@ class RelationView:
     distance: float
     axis_range: viz.Range3
     fps: float = 30.0
+    predicted: np.ndarray | None = None  # (T, J, 3) decoded relation-network prediction T_r(anchor latent)
+    latent_predicted: np.ndarray | None = None  # (D,)
 
 
 # ----------------------------------------------------------------------------- start-up
@@ -676,18 +678,40 @@ def compute_relation(ctx: AppContext, name: str, seed: int) -> RelationView:
         anchor, counterpart = rel.pose_pair(clip.joints3d)
         img_a, img_c = rel.image_pair(clip.image)
         za, zc = p.motion.encode(anchor), p.motion.encode(counterpart)
+    predicted, zp = None, None
+    if rel.name in p.relations:
+        zp = p.relate(rel.name, za)
+        predicted = p.decode(zp)[None] if rel.order == "pose" else p.motion.decode(zp)  # type: ignore[union-attr]
     return RelationView(
         name=rel.name, order=rel.order, seed=int(seed), anchor=np.asarray(anchor, np.float32),
         counterpart=np.asarray(counterpart, np.float32), anchor_images=np.asarray(img_a), counterpart_images=np.asarray(img_c),
         latent_anchor=np.asarray(za, np.float32), latent_counterpart=np.asarray(zc, np.float32),
         distance=float(np.linalg.norm(za - zc)), axis_range=viz.axis_ranges(anchor, counterpart),
+        predicted=None if predicted is None else np.asarray(predicted, np.float32),
+        latent_predicted=None if zp is None else np.asarray(zp, np.float32),
     )  # fmt: skip
+
+
+def relation_network_text(view: RelationView | None) -> str:
+    """What the relation network predicts for this pair, or why there is no prediction."""
+    if view is None:
+        return "**Relation network prediction**: no pair yet."
+    if view.latent_predicted is None:
+        return (f"**Relation network prediction**: no network is shipped for *{view.name}* "
+                "(train one with `python -m training.train_relations`).")  # fmt: skip
+    err = float(np.linalg.norm(view.latent_predicted - view.latent_counterpart))
+    return (f"**Relation network prediction** (third skeleton, green in the PCA map): it maps the anchor's latent to "
+            f"within **{err:.3f}** of the exact counterpart's, across a distance d = {view.distance:.3f} "
+            f"({100 * err / max(view.distance, 1e-9):.0f}% of d). The network learned this jump from mocap alone.")  # fmt: skip
 
 
 def _relation_figure(view: RelationView, t: int) -> go.Figure:
     """Anchor and counterpart at frame t, side by side, in one fixed range for all frames."""
-    fig = viz.poses_side_by_side([view.anchor[t], view.counterpart[t]], titles=["anchor", "exact counterpart"],
-                                 uirevision=UIREV_RELATION)  # fmt: skip
+    poses, titles = [view.anchor[t], view.counterpart[t]], ["anchor", "exact counterpart"]
+    if view.predicted is not None:
+        poses.append(view.predicted[min(t, len(view.predicted) - 1)])
+        titles.append("relation network")
+    fig = viz.poses_side_by_side(poses, titles=titles, uirevision=UIREV_RELATION)
     return _fixed_ranges(fig, view.axis_range)
 
 
@@ -732,7 +756,8 @@ def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]
     """UI follow-up of /relation_pair: images, latent PCA map, frame slider; stops playback."""
     if view is None:
         msg = _message_figure("No relation pair to map.", height=320)
-        return None, None, msg, _slider_update(1), gr.update(visible=False), False, gr.Timer(active=False)
+        return (None, None, msg, _slider_update(1), gr.update(visible=False), False, gr.Timer(active=False),
+                relation_network_text(None))
     n = len(view.anchor)
     if view.order == "pose":
         bank, space = ctx.bank_z, "pose latents z"
@@ -741,13 +766,16 @@ def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]
     if bank is None:
         pca = _message_figure("No latent bank for this relation.", height=320)
     else:
-        pca = viz.latent_pca_figure(bank, highlights={"anchor": view.latent_anchor, "counterpart": view.latent_counterpart},
+        highlights = {"anchor": view.latent_anchor, "counterpart": view.latent_counterpart}
+        if view.latent_predicted is not None:
+            highlights["relation network"] = view.latent_predicted
+        pca = viz.latent_pca_figure(bank, highlights=highlights,
                                     pairs=[(view.latent_anchor, view.latent_counterpart)],
                                     bank_name=f"encoded prior samples ({space})", uirevision=UIREV_PCA, height=380)  # fmt: skip
         pca.update_layout(legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.18, "yanchor": "top"},
                           margin={"b": 70})  # fmt: skip
     return (view.anchor_images[0], view.counterpart_images[0], pca, _slider_update(n), gr.update(visible=n > 1),
-            False, gr.Timer(active=False))  # fmt: skip
+            False, gr.Timer(active=False), relation_network_text(view))  # fmt: skip
 
 
 def relation_frame(ctx: AppContext, view: RelationView | None, t: Any) -> tuple[Any, Any, Any]:
@@ -1028,9 +1056,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                                     "relation's exact image-side operation applied to it (flip, rotation about the "
                                     "centre, time reversal, ...).")  # fmt: skip
                         with gr.Group(elem_classes="placeholder-box"):
-                            gr.Markdown("**Relation network prediction**: *not shipped yet.* When the relation "
-                                        "networks are trained, their predicted counterpart will appear here beside "
-                                        "the exact one.")  # fmt: skip
+                            rel_net_md = gr.Markdown(relation_network_text(None))
                 with gr.Row(equal_height=False):
                     rel_pca = gr.Plot(label="2D PCA of the latent space (like the paper's figure 3)")
                     rel_text = gr.Markdown(relation_explanation(ctx, rel_names[0]))
@@ -1089,7 +1115,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                           api_visibility="private", trigger_mode="once", show_progress="hidden")  # fmt: skip
 
         # ---------------------------------------------------------------------- events: Relations
-        rel_follow_outputs = [rel_img_a, rel_img_c, rel_pca, rel_frame, rel_frame_row, rel_playing, rel_timer]
+        rel_follow_outputs = [rel_img_a, rel_img_c, rel_pca, rel_frame, rel_frame_row, rel_playing, rel_timer, rel_net_md]
 
         def show_pair(event: Any, api_name: str | None = None) -> None:
             kwargs: dict[str, Any] = {"api_name": api_name} if api_name else {"api_visibility": "private"}

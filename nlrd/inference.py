@@ -30,6 +30,7 @@ from nlrd.data.detection import PersonTrack, detect_person, track_person, valida
 from nlrd.data.images import as_rgb_uint8
 from nlrd.kinematics import relength
 from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder
+from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.precision import autocast
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict, pick_device
 from nlrd.transforms import flip_pose
@@ -88,8 +89,9 @@ class PosePredictor:
     """Image-to-pose model with its priors, loaded once; thread-safe for inference (no state)."""
 
     def __init__(self, encoder: ImageEncoder, pose: PosePrior, motion: MotionPrior | None, device: torch.device,
-                 meta: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 meta: dict[str, Any] | None = None, relations: dict[str, RelationNet] | None = None) -> None:  # fmt: skip
         self.encoder = encoder.to(device).eval().to(memory_format=torch.channels_last)
+        self.relations: dict[str, RelationNet] = {k: v.to(device).eval() for k, v in (relations or {}).items()}
         self.pose, self.motion, self.device = pose, motion, device
         self.meta = meta or {}
         self.image_size: int = encoder.config.image_size
@@ -109,7 +111,16 @@ class PosePredictor:
         motion_ck = folder / MOTION_CHECKPOINT
         motion = MotionPrior.from_pretrained(motion_ck, pose=pose, device=dev) if motion_ck.exists() else None
         encoder = load_image_encoder(image_ck)
-        return cls(encoder, pose, motion, dev, meta={"image_checkpoint": image_ck.name})
+        relations = load_relation_nets(folder / "relations")
+        return cls(encoder, pose, motion, dev, meta={"image_checkpoint": image_ck.name}, relations=relations)
+
+    @torch.no_grad()
+    def relate(self, name: str, latent: np.ndarray) -> np.ndarray:
+        """The relation network T_r applied to latents (..., D): z for pose relations, v for motion ones."""
+        if name not in self.relations:
+            raise ValueError(f"no relation network for {name!r}; loaded: {sorted(self.relations)}")
+        t = torch.as_tensor(np.asarray(latent, dtype=np.float32), device=self.device)
+        return self.relations[name](t).cpu().numpy()
 
     # -- latent access (delegates to the priors, so the app needs only this object) -------------
     def encode(self, joints3d: np.ndarray) -> np.ndarray:
@@ -255,6 +266,21 @@ def load_image_encoder(path: str | os.PathLike[str]) -> ImageEncoder:
     enc = build_image_encoder(config_from_dict(ImageEncoderConfig, ck.meta["config"]["model"]))
     load_into(enc, ck, prefix="encoder.")
     return enc.eval()
+
+
+def load_relation_nets(folder: Path) -> dict[str, RelationNet]:
+    """Every relation network ``<name>.safetensors`` in a folder (empty when the folder is absent)."""
+    nets: dict[str, RelationNet] = {}
+    if not folder.is_dir():
+        return nets
+    for path in sorted(folder.glob("*.safetensors")):
+        ck = load_checkpoint(path)
+        if not ck.meta["stage"].startswith("relation:"):
+            continue
+        net = RelationNet(config_from_dict(RelationNetConfig, ck.meta["config"]["model"]))
+        load_into(net, ck, prefix="net.")
+        nets[ck.meta["config"]["relation"]] = net.eval()
+    return nets
 
 
 def refine_latents(z: np.ndarray, motion: MotionPrior, stride: int = 10) -> np.ndarray:

@@ -336,14 +336,19 @@ def test_interpolation_endpoints_and_playback(app: ModuleType, ctx) -> None:
 @pytest.mark.parametrize("name", [n for n, r in RELATIONS.items() if r.order == "pose"])
 def test_pose_relation_pairs_are_exact(app: ModuleType, ctx, name: str) -> None:
     fig, dist, view = app.relation_pair(ctx, name, 4)
-    assert _trace_count(fig) == 8 and view is not None and dist == pytest.approx(view.distance, abs=1e-3)
+    has_net = name in ctx.predictor.relations
+    assert _trace_count(fig) == 8 + 4 * has_net and view is not None and dist == pytest.approx(view.distance, abs=1e-3)
     rel = RELATIONS[name]
     np.testing.assert_allclose(view.counterpart[0], rel.pose_pair(view.anchor[0])[1], atol=1e-3)
     np.testing.assert_array_equal(view.counterpart_images[0], rel.image_pair(view.anchor_images[0])[1])
     za, zc = ctx.predictor.encode(view.anchor), ctx.predictor.encode(view.counterpart)
     assert view.distance == pytest.approx(float(np.linalg.norm(za - zc)), rel=1e-4)
-    img_a, img_c, pca, slider, row, playing, timer = app.show_relation(ctx, view)
+    img_a, img_c, pca, slider, row, playing, timer, net_md = app.show_relation(ctx, view)
     assert img_a.shape == img_c.shape and row["visible"] is False
+    if has_net:
+        # The shipped relation network lands nearer the exact counterpart than the anchor is.
+        assert view.latent_predicted is not None and "Relation network prediction" in net_md
+        assert np.linalg.norm(view.latent_predicted - view.latent_counterpart) < 0.5 * view.distance
     assert [t.name for t in pca.data][1:3] == ["anchor", "counterpart"]
     # Same seed, same pair.
     assert app.relation_pair(ctx, name, 4)[1] == dist
@@ -364,7 +369,7 @@ def test_motion_relation_pairs(app: ModuleType, motion_ctx, name: str) -> None:
     rel = RELATIONS[name]
     if rel.window == 30:  # the counterpart is the exact relation of the anchor window
         np.testing.assert_allclose(view.counterpart, rel.pose_pair(view.anchor)[1], atol=1e-3)
-    _, _, pca, slider, row, _, _ = app.show_relation(motion_ctx, view)
+    _, _, pca, slider, row, _, _, _ = app.show_relation(motion_ctx, view)
     assert slider["maximum"] == 29 and row["visible"] is True and len(pca.data) >= 3
     i, fig_t, img_a, img_c = app.relation_tick(motion_ctx, view, 0)
     assert i > 0 and _trace_count(fig_t) == 8 and img_a.shape == view.anchor_images[i].shape
@@ -374,7 +379,7 @@ def test_motion_relation_without_motion_prior_says_so(app: ModuleType, no_motion
     fig, dist, view = app.relation_pair(no_motion_ctx, "backward", 0)
     assert dist is None and view is None and "motion prior" in fig.layout.annotations[0].text
     assert "not loaded" in app.relation_explanation(no_motion_ctx, "backward")
-    img_a, img_c, pca, slider, row, _, _ = app.show_relation(no_motion_ctx, None)
+    img_a, img_c, pca, slider, row, _, _, _ = app.show_relation(no_motion_ctx, None)
     assert img_a is None and row["visible"] is False
 
 
