@@ -44,6 +44,7 @@ class PoseAAEStageConfig:
     val_poses: int = 4096
     angle_limit_weight: float = 0.0  # hinge on plausibility angles of Dp(z ~ U) outside the training range
     angle_margin_deg: float = 1.0  # the allowed range is shrunk by this much on each side
+    coverage_weight: float = 0.0  # IMLE-style: each real pose pulls its nearest decoded prior sample towards it
     init_from: str = ""  # start from a trained pose_aae checkpoint
     train_encoder: bool = True  # False: fine-tune Dp only (Ep frozen, so every model built on Ep stays valid)
     seed: int = 0
@@ -160,6 +161,14 @@ class PoseAAEStage:
             hinge = (torch.relu(self.angle_lo - ang) + torch.relu(ang - self.angle_hi)).mean()
             loss = loss + cfg.angle_limit_weight * hinge
             logs["angle_hinge_deg"] = hinge.item()
+        if cfg.coverage_weight > 0:
+            # For every real pose, the nearest decoded prior sample of the batch (flat L2) moves towards it:
+            # the prior's samples spread over the data instead of bunching where the angle limits are safe.
+            d = torch.cdist(y.flatten(1), y_prior.flatten(1))
+            nearest = y_prior[d.argmin(dim=1)]
+            cover = joint_l2_mm(nearest, y)
+            loss = loss + cfg.coverage_weight * cover / 100.0
+            logs["cover_mm"] = cover.item()
         if cfg.marginal_weight > 0 and cfg.train_encoder:
             marg = uniform_quantile_loss(z)
             loss = loss + cfg.marginal_weight * marg

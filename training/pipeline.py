@@ -1,0 +1,85 @@
+"""Retrain everything from scratch with the recipe of the shipped weights, then evaluate.
+
+    python -m training.pipeline --data-root ../shared/data --out-dir runs/pipeline
+    python -m training.pipeline --out-dir checkpoints            # overwrite the shipped weights
+
+Stages, in order (each a separate process, so a failure names its stage and a rerun resumes):
+prepare_data -> pose_aae (6000 steps) -> pose decoder fine-tune (1500 steps: joint-angle limits and
+coverage, Ep frozen) -> motion_ae (4000 steps) -> source Gs (5000 steps) -> oracle (target labels,
+from Gs) -> relation networks -> evaluate. ``--scale`` multiplies every step count (0.1 for a smoke
+run). Wall time per stage is printed and written to ``<out-dir>/pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tuple[str, list[str]]]:
+    def n(steps: int) -> str:
+        return str(max(2, round(steps * scale)))
+
+    common = ["--data", data, *data_root, "--no-progress"]
+    pose_base = str(out / "pose_aae_base.safetensors")
+    return [
+        ("prepare_data", ["training.prepare_data", *data_root, "--out", data, "--no-progress"]),
+        ("pose_aae", ["training.train_pose_aae", *common, "--steps", n(6000), "--out", pose_base,
+                      "--run-dir", str(out / "run_pose")]),
+        ("pose_decoder_finetune", ["training.train_pose_aae", *common, "--steps", n(1500), "--lr", "3e-4",
+                                   "--stage-warmup-steps", "50", "--stage-init-from", pose_base, "--no-stage-train-encoder",
+                                   "--stage-angle-limit-weight", "10", "--stage-angle-margin-deg", "2",
+                                   "--stage-coverage-weight", "0.5", "--out", str(out / "pose_aae.safetensors"),
+                                   "--run-dir", str(out / "run_pose_ft")]),
+        ("motion_ae", ["training.train_motion_ae", *common, "--steps", n(4000), "--pose", str(out / "pose_aae.safetensors"),
+                       "--out", str(out / "motion_ae.safetensors"), "--run-dir", str(out / "run_motion")]),
+        ("source", ["training.train_source", *common, "--steps", n(5000), "--pose", str(out / "pose_aae.safetensors"),
+                    "--out", str(out / "source_gs.safetensors"), "--run-dir", str(out / "run_source")]),
+        ("oracle", ["training.train_source", *common, "--style", "target", "--supervised", "--steps", n(1500),
+                    "--stage-init-from", str(out / "source_gs.safetensors"), "--lr", "3e-4", "--stage-warmup-steps", "50",
+                    "--pose", str(out / "pose_aae.safetensors"), "--out", str(out / "oracle.safetensors"),
+                    "--run-dir", str(out / "run_oracle")]),
+        ("relations", ["training.train_relations", *common, "--steps", n(1500), "--pose", str(out / "pose_aae.safetensors"),
+                       "--motion", str(out / "motion_ae.safetensors"), "--out-dir", str(out / "relations"),
+                       "--run-dir", str(out / "run_relations")]),
+        ("evaluate", ["training.evaluate", "--data", data, *data_root, "--checkpoints", str(out), "--only", "priors,source",
+                      "--out", str(out / "results.json")]),
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--data", default="data")
+    p.add_argument("--out-dir", default="runs/pipeline")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (e.g. 0.1 for a smoke run)")
+    p.add_argument("--only", default=None, help="comma list of stage names to run (default: all)")
+    args = p.parse_args(argv)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = ["--data-root", args.data_root] if args.data_root else []
+    chosen = set(args.only.split(",")) if args.only else None
+    timings: dict[str, float] = {}
+    for name, cmd in stages(out, args.data, data_root, args.scale):
+        if chosen is not None and name not in chosen:
+            continue
+        print(f"== {name}: python -m {' '.join(cmd)}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", *cmd])
+        timings[name] = round(time.perf_counter() - t0, 1)
+        if rc != 0:
+            print(f"stage {name} failed with exit status {rc}", file=sys.stderr)
+            return rc
+        print(f"== {name}: {timings[name]} s", flush=True)
+    timings["total"] = round(sum(timings.values()), 1)
+    (out / "pipeline.json").write_text(json.dumps({"seconds": timings, "scale": args.scale}, indent=2))
+    print(json.dumps(timings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
