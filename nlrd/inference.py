@@ -163,15 +163,19 @@ class PosePredictor:
     def predict_image(self, rgb: np.ndarray, box: Iterable[float] | None = None, flip_test: bool = False) -> PoseResult:
         """One image (H, W, 3) uint8 RGB (grey, RGBA, 16-bit are converted) -> PoseResult with T = 1."""
         img = as_rgb_uint8(rgb)
-        det = detect_person(img, None if box is None else np.asarray(list(box), dtype=np.float64))
+        # Huge inputs are downscaled on conversion; work in those pixels, report in the input's.
+        in_shape = np.shape(rgb)
+        scale = img.shape[1] / in_shape[1] if len(in_shape) >= 2 and in_shape[1] else 1.0
+        user_box = None if box is None else np.asarray(list(box), dtype=np.float64) * scale
+        det = detect_person(img, user_box)
         crop, cx, cy, side = self._crop(img, det.box)
         joints, z = self._joints_from_crops(crop[None], flip_test)
         others = [d.box for d in det.detections if not np.allclose(d.box, det.box)] if det.source == "hog" else []
         return PoseResult(
-            joints3d=joints, z=z, boxes=np.asarray(det.box, np.float32)[None], scores=np.array([det.score], np.float32),
+            joints3d=joints, z=z, boxes=(np.asarray(det.box, np.float32) / scale)[None], scores=np.array([det.score], np.float32),
             valid=np.array([not det.fallback]), fps=30.0,
-            joints2d=project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side])),
-            other_boxes=np.asarray(others, np.float32).reshape(-1, 4),
+            joints2d=project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side])) / scale,
+            other_boxes=(np.asarray(others, np.float32) / scale).reshape(-1, 4),
         )  # fmt: skip
 
     def predict_clip(

@@ -213,3 +213,16 @@ def test_glb_reloads_with_one_mesh_per_frame(tmp_path):
     assert 1.4 < hi[1] - lo[1] < 1.6 and hi[1] > 0.5 and lo[1] < -0.8  # joints span 1.4 m, plus the spheres
     with pytest.raises(ValueError, match="no valid frame"):
         write_glb(tmp_path / "none.glb", np.full((2, 17, 3), np.nan))
+
+
+def test_predict_image_reports_boxes_in_input_pixels_for_huge_images() -> None:
+    """A 20-megapixel input is downscaled inside; boxes and 2D joints come back in its own pixels."""
+    from nlrd.inference import PosePredictor
+
+    predictor = PosePredictor.from_pretrained(device="cpu")
+    big = np.zeros((4000, 5000, 3), np.uint8)
+    big[1000:3400, 2000:2800] = 180  # a bright upright block where the user says the person is
+    res = predictor.predict_image(big, box=(2000, 1000, 2800, 3400))
+    np.testing.assert_allclose(res.boxes[0], [2000, 1000, 2800, 3400], atol=4.0)
+    centre = res.joints2d[0].mean(axis=0)
+    assert 1800 < centre[0] < 3000 and 800 < centre[1] < 3600
