@@ -97,6 +97,13 @@ def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> 
     return g
 
 
+def warmup_cosine(step: int, steps: int, warmup: int = 0, final_fraction: float = 0.05) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to ``final_fraction``."""
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    t = min(1.0, step / max(1, steps))
+    return warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 

@@ -93,3 +93,17 @@ class Stopwatch:
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.t0, 1)
+
+
+def run_stage(stage: Any, args: argparse.Namespace, info: DistInfo, device: torch.device, watch: Stopwatch,
+              run_name: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fit a stage with the shared loop, save the shipped checkpoint to --out, print and return the summary."""
+    from nlrd.trainer import Trainer
+
+    trainer = Trainer(stage, trainer_config(args, run_name or stage.name), info, device)
+    result = trainer.fit()
+    trainer.save_final(args.out, result)
+    summary = {"stage": stage.name, "out": args.out, "steps": result.steps, "train_seconds": round(result.seconds, 1),
+               "wall_seconds": watch.seconds(), "world_size": info.world_size, **result.final_metrics}  # fmt: skip
+    finish(info, summary)
+    return summary

@@ -12,17 +12,7 @@ from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.models.motion_ae import MotionAEConfig
 from nlrd.priors import PosePrior
 from nlrd.stages.motion_ae import MotionAEStage, MotionAEStageConfig
-from nlrd.trainer import Trainer
-from training.cli import (
-    Stopwatch,
-    add_dataclass_args,
-    barrier,
-    base_parser,
-    dataclass_from_args,
-    finish,
-    setup,
-    trainer_config,
-)  # fmt: skip
+from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, run_stage, setup
 
 DEFAULT_OUT = "checkpoints/motion_ae.safetensors"
 
@@ -46,13 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     val = load_split(args.data, "val").windows(model_cfg.length, model_cfg.length // 2)
     stage = MotionAEStage(train, val, prior.encoder, prior.decoder, model_cfg, stage_cfg, device, info,
                           pose_checkpoint=str(args.pose))  # fmt: skip
-    trainer = Trainer(stage, trainer_config(args, stage.name), info, device)
-    result = trainer.fit()
-    trainer.save_final(args.out, result)
-    summary = {"stage": stage.name, "out": args.out, "steps": result.steps, "train_seconds": round(result.seconds, 1),
-               "wall_seconds": watch.seconds(), "world_size": info.world_size, **result.final_metrics}  # fmt: skip
-    finish(info, summary)
-    return summary
+    return run_stage(stage, args, info, device, watch)
 
 
 if __name__ == "__main__":

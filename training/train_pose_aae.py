@@ -11,17 +11,7 @@ from pathlib import Path
 from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.models.pose_aae import PoseAAEConfig
 from nlrd.stages.pose_aae import PoseAAEStage, PoseAAEStageConfig
-from nlrd.trainer import Trainer
-from training.cli import (
-    Stopwatch,
-    add_dataclass_args,
-    barrier,
-    base_parser,
-    dataclass_from_args,
-    finish,
-    setup,
-    trainer_config,
-)  # fmt: skip
+from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, run_stage, setup
 
 DEFAULT_OUT = "checkpoints/pose_aae.safetensors"
 
@@ -41,13 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     stage_cfg = dataclass_from_args(PoseAAEStageConfig, args, "stage", batch=args.batch, lr=args.lr,
                                     seed=args.seed, steps=args.steps)  # fmt: skip
     stage = PoseAAEStage(train.joints, val.joints, model_cfg, stage_cfg, device, info)
-    trainer = Trainer(stage, trainer_config(args, stage.name), info, device)
-    result = trainer.fit()
-    trainer.save_final(args.out, result)
-    summary = {"stage": stage.name, "out": args.out, "steps": result.steps, "train_seconds": round(result.seconds, 1),
-               "wall_seconds": watch.seconds(), "world_size": info.world_size, **result.final_metrics}  # fmt: skip
-    finish(info, summary)
-    return summary
+    return run_stage(stage, args, info, device, watch)
 
 
 if __name__ == "__main__":

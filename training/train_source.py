@@ -15,17 +15,7 @@ from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.models.image_encoder import ImageEncoderConfig
 from nlrd.priors import PosePrior
 from nlrd.stages.source import SourceStage, SourceStageConfig
-from nlrd.trainer import Trainer
-from training.cli import (
-    Stopwatch,
-    add_dataclass_args,
-    barrier,
-    base_parser,
-    dataclass_from_args,
-    finish,
-    setup,
-    trainer_config,
-)
+from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, run_stage, setup
 
 DEFAULT_OUT = "checkpoints/source_gs.safetensors"
 
@@ -56,13 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     stage = SourceStage(train.joints, val.joints, prior.decoder, model_cfg, stage_cfg, device, info, data_root=data_root,
                         pose_checkpoint=str(args.pose))  # fmt: skip
     stage.name = "source" if args.style == "source" else "oracle"
-    trainer = Trainer(stage, trainer_config(args, stage.name), info, device)
-    result = trainer.fit()
-    trainer.save_final(args.out, result)
-    summary = {"stage": stage.name, "out": args.out, "steps": result.steps, "train_seconds": round(result.seconds, 1),
-               "wall_seconds": watch.seconds(), "world_size": info.world_size, **result.final_metrics}  # fmt: skip
-    finish(info, summary)
-    return summary
+    return run_stage(stage, args, info, device, watch)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from nlrd.models.motion_ae import MotionAEConfig, MotionAutoEncoder
 from nlrd.models.pose_aae import PoseDecoder, PoseEncoder
 from nlrd.priors import GaussianLatentPrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, shard, step_generator, wrap_ddp
+from nlrd.trainer import DistInfo, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import backward
 
 
@@ -86,10 +86,7 @@ class MotionAEStage:
                 "data_sources": self.data_sources, "extra": {"pose_checkpoint": self.pose_checkpoint}}  # fmt: skip
 
     def _lr_scale(self, step: int) -> float:
-        warm = min(1.0, (step + 1) / 100)
-        t = min(1.0, step / max(1, self.cfg.steps))
-        f = self.cfg.lr_final_fraction
-        return warm * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * t)))
+        return warmup_cosine(step, self.cfg.steps, 100, self.cfg.lr_final_fraction)
 
     def sample_batch(self, step: int) -> torch.Tensor:
         """This rank's slice of the augmented global batch: (b, T, J, 3) mm."""

@@ -22,7 +22,7 @@ from nlrd.losses import gan_logits_loss, joint_l2_mm, uniform_quantile_loss
 from nlrd.models.pose_aae import LatentCritic, PoseAAEConfig, PoseAutoEncoder, PoseCritic
 from nlrd.skeleton import get_skeleton
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, shard, step_generator, unwrap, wrap_ddp
+from nlrd.trainer import DistInfo, shard, step_generator, unwrap, warmup_cosine, wrap_ddp
 
 
 @dataclass
@@ -129,10 +129,7 @@ class PoseAAEStage:
                 "data_sources": self.data_sources}  # fmt: skip
 
     def _lr_scale(self, step: int) -> float:
-        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
-        t = min(1.0, step / max(1, self.cfg.steps))
-        f = self.cfg.lr_final_fraction
-        return warm * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * t)))
+        return warmup_cosine(step, self.cfg.steps, self.cfg.warmup_steps, self.cfg.lr_final_fraction)
 
     def sample_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's slice of the global batch for ``step``: augmented poses (b,J,3), prior z (b,D)."""

@@ -21,7 +21,7 @@ from torch import nn
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, shard, step_generator, wrap_ddp
+from nlrd.trainer import DistInfo, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import Relation, get_relation
 
 DEFAULT_RELATIONS = ("pose-flip", "inplane-10", "inplane-25", "inplane-50", "flip+inplane-50",
@@ -94,10 +94,8 @@ class RelationStage:
         return items[shard(self.cfg.batch, self.info)].to(self.device)
 
     def train_step(self, step: int) -> dict[str, float]:
-        t = min(1.0, step / max(1, self.cfg.steps))
-        f = self.cfg.lr_final_fraction
         for group in self.opt.param_groups:
-            group["lr"] = self.cfg.lr * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * t)))
+            group["lr"] = self.cfg.lr * warmup_cosine(step, self.cfg.steps, 0, self.cfg.lr_final_fraction)
         za, zc = latent_pairs(self.rel, self.sample_batch(step), self.pose, self.motion)
         pred = self.net_ddp(za)
         loss = ((pred - zc) ** 2).mean()

@@ -29,7 +29,7 @@ from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_im
 from nlrd.models.pose_aae import PoseDecoder
 from nlrd.precision import autocast
 from nlrd.stages.common import MOCAP_SOURCES
-from nlrd.trainer import DistInfo, wrap_ddp
+from nlrd.trainer import DistInfo, warmup_cosine, wrap_ddp
 from nlrd.transforms import flip_pose, rotate_images
 
 RENDER_SOURCES: list[dict[str, str]] = [
@@ -171,10 +171,7 @@ class SourceStage:
                 "extra": {"pose_checkpoint": self.pose_checkpoint, "style": self.cfg.style}}  # fmt: skip
 
     def _lr_scale(self, step: int) -> float:
-        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
-        t = min(1.0, step / max(1, self.cfg.steps))
-        f = self.cfg.lr_final_fraction
-        return warm * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t)))
+        return warmup_cosine(step, self.cfg.steps, self.cfg.warmup_steps, self.cfg.lr_final_fraction)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._iter is None:
