@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from nlrd.kinematics import plausibility_angles
-from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.metrics import auc, mpjpe, pa_mpjpe, pck
+from nlrd.models.image_encoder import encode_images
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.skeleton import H36M_17, Skeleton
 from nlrd.stages.common import augment_view
@@ -102,20 +103,13 @@ def evaluate_pose_prior(prior: PosePrior, train: np.ndarray, test: np.ndarray, *
 @torch.no_grad()
 def predict_joints(encoder: torch.nn.Module, decoder: torch.nn.Module, images: np.ndarray, batch: int = 128,
                    device: torch.device | str = "cpu") -> np.ndarray:  # fmt: skip
-    """Dp(G(x)) for uint8 images (N, H, W, 3) -> joints (N, J, 3) mm (eval mode, batched)."""
-    encoder.eval()
+    """Dp(G(x)) for uint8 images (N, H, W, 3) -> joints (N, J, 3) mm, in full precision (eval mode, batched)."""
     decoder.eval()
-    out = []
-    for s in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch])).to(device).permute(0, 3, 1, 2).float().div(255)
-        out.append(decoder(encoder(x)).cpu().numpy())
-    return np.concatenate(out)
+    return decoder(encode_images(encoder, images, torch.device(device), amp=False, batch=batch)).cpu().numpy()
 
 
 def pose_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """MPJPE, PA-MPJPE (mm), PCK@150 mm and AUC over 0-150 mm of (N, J, 3) predictions."""
-    from nlrd.metrics import auc, pck
-
     return {"mpjpe_mm": float(mpjpe(pred, gt)), "pa_mpjpe_mm": float(pa_mpjpe(pred, gt)),
             "pck150": float(pck(pred, gt, threshold=150.0)), "auc": float(auc(pred, gt))}  # fmt: skip
 

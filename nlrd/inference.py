@@ -29,10 +29,10 @@ from nlrd.data.crop import crop_square, square_box
 from nlrd.data.detection import PersonTrack, detect_person, track_person, validate_box
 from nlrd.data.images import as_rgb_uint8
 from nlrd.kinematics import relength
-from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder
+from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder, encode_images
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
-from nlrd.precision import autocast
-from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict, pick_device
+from nlrd.precision import pick_device
+from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict
 from nlrd.transforms import flip_pose
 
 IMAGE_CHECKPOINTS = ("adapted_g.safetensors", "source_gs.safetensors")  # preferred first
@@ -136,14 +136,7 @@ class PosePredictor:
     @torch.no_grad()
     def _latents(self, crops: np.ndarray, batch: int = 64) -> np.ndarray:
         """uint8 crops (N, S, S, 3) -> z (N, 32)."""
-        out = []
-        for s in range(0, len(crops), batch):
-            x = torch.from_numpy(np.ascontiguousarray(crops[s : s + batch])).to(self.device)
-            x = x.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
-                z = self.encoder(x)
-            out.append(z.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.pose.latent_dim), np.float32)
+        return encode_images(self.encoder, crops, self.device, batch=batch).cpu().numpy()
 
     def _joints_from_crops(self, crops: np.ndarray, flip_test: bool) -> tuple[np.ndarray, np.ndarray]:
         z = self._latents(crops)
@@ -222,10 +215,12 @@ class PosePredictor:
         frames_kept: list[np.ndarray] = []
         if box is not None:
             user_box = np.asarray(list(box), dtype=np.float64)
+            clipped: list[np.ndarray] = []
             n = 0
             for n, frame in enumerate(source, start=1):
                 rgb = as_rgb_uint8(frame, name=f"frame {n - 1}")
                 b = validate_box(user_box, rgb.shape[1], rgb.shape[0])
+                clipped.append(b)
                 c, cx, cy, side = self._crop(rgb, b)
                 crops.append(c)
                 geometry.append((cx, cy, side))
@@ -233,7 +228,7 @@ class PosePredictor:
                     progress(n, total)
             if n == 0:
                 raise ValueError("the clip has no frames")
-            boxes = np.repeat(validate_box(user_box, 1 << 30, 1 << 30)[None], n, 0)
+            boxes = np.stack(clipped)  # the user's box clipped to each frame
             scores, valid = np.ones(n, np.float32), np.ones(n, bool)
         else:
             # Tracking needs the whole clip (it interpolates between detections); frames are kept at

@@ -145,11 +145,15 @@ def forward_kinematics(
     glob = torch.einsum("...ij,...kj->...ki", frame, b)  # R l for every joint
     mask = _local_mask(skeleton, b.device)
     dirs = torch.where(mask[:, None], glob, b)
-    offsets = dirs * lens[..., None]
+    return _back(_accumulate(dirs * lens[..., None], skeleton), was_np)
+
+
+def _accumulate(offsets: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
+    """Bone offsets (..., J, 3) parent -> joint -> root-relative positions (..., J, 3), walking the tree."""
     positions: list[torch.Tensor] = [torch.zeros_like(offsets[..., 0, :])]
     for j in range(1, skeleton.num_joints):
         positions.append(positions[skeleton.parents[j]] + offsets[..., j, :])
-    return _back(torch.stack(positions, dim=-2), was_np)
+    return torch.stack(positions, dim=-2)
 
 
 def relength(joints: ArrayT, skeleton: Skeleton = H36M_17, lengths: np.ndarray | None = None) -> ArrayT:
@@ -158,11 +162,7 @@ def relength(joints: ArrayT, skeleton: Skeleton = H36M_17, lengths: np.ndarray |
     _check_joints(t, skeleton, "relength")
     dirs = tree_directions(t, skeleton)
     lens = torch.as_tensor(skeleton.bone_lengths if lengths is None else lengths, dtype=t.dtype, device=t.device)
-    offsets = dirs * lens[..., None]
-    positions: list[torch.Tensor] = [torch.zeros_like(offsets[..., 0, :])]
-    for j in range(1, skeleton.num_joints):
-        positions.append(positions[skeleton.parents[j]] + offsets[..., j, :])
-    return _back(torch.stack(positions, dim=-2), was_np)
+    return _back(_accumulate(dirs * lens[..., None], skeleton), was_np)
 
 
 def plausibility_angles(joints: ArrayT, skeleton: Skeleton = H36M_17) -> ArrayT:

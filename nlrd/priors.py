@@ -21,6 +21,7 @@ from nlrd.checkpoint import load_checkpoint, load_into
 from nlrd.data.paths import REPO_ROOT
 from nlrd.models.motion_ae import MotionAEConfig, MotionDecoder, MotionEncoder
 from nlrd.models.pose_aae import PoseAAEConfig, PoseDecoder, PoseEncoder
+from nlrd.precision import pick_device
 from nlrd.skeleton import Skeleton, get_skeleton
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -28,19 +29,6 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 POSE_CHECKPOINT = "pose_aae.safetensors"
 MOTION_CHECKPOINT = "motion_ae.safetensors"
-
-
-def pick_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return torch.device(device)
 
 
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nlrd.checkpoint import load_checkpoint, save_checkpoint
+from nlrd.precision import pick_device
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -55,19 +56,14 @@ def init_distributed(device: torch.device) -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))  # fmt: skip
 
 
-def resolve_device(device: str, dist_info: DistInfo | None = None) -> torch.device:
-    """'auto' -> cuda when available else cpu; under torchrun each rank takes cuda:LOCAL_RANK."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but no CUDA device is available")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    if device != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return torch.device("cpu")
+def resolve_device(device: str) -> torch.device:
+    """:func:`nlrd.precision.pick_device`, and under torchrun each rank takes cuda:LOCAL_RANK."""
+    dev = pick_device(device)
+    if dev.type != "cuda":
+        return dev
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
 
 
 def wrap_ddp(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
@@ -102,10 +98,6 @@ def warmup_cosine(step: int, steps: int, warmup: int = 0, final_fraction: float 
     warm = min(1.0, (step + 1) / max(1, warmup))
     t = min(1.0, step / max(1, steps))
     return warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
 
 
 # ----------------------------------------------------------------------------- stage protocol

@@ -188,11 +188,6 @@ class Relation:
     image_pair: Callable
     description: str
 
-    @property
-    def latent(self) -> str:
-        """Latent space the relation network lives in: 'z' (pose) or 'v' (motion)."""
-        return "z" if self.order == "pose" else "v"
-
 
 RELATIONS: dict[str, Relation] = {}
 
@@ -210,9 +205,8 @@ def get_relation(name: str) -> Relation:
     return RELATIONS[name]
 
 
-def _image_time_axis(x: np.ndarray | torch.Tensor) -> int:
-    # numpy clips are (T, H, W, C): time is axis -4; torch clips are (..., T, C, H, W): also -4.
-    return -4
+# numpy clips are (T, H, W, C) and torch clips (..., T, C, H, W): time is axis -4 for both.
+CLIP_TIME_AXIS = -4
 
 
 def _pose_relation(name: str, pose_fn: Callable, image_fn: Callable, description: str) -> Relation:
@@ -224,7 +218,7 @@ def _motion_relation(name: str, frame_pose_fn: Callable, frame_image_fn: Callabl
         return seq, backward(frame_pose_fn(seq), time_axis=-3)
 
     def image_pair(clip):
-        return clip, backward(frame_image_fn(clip), time_axis=_image_time_axis(clip))
+        return clip, backward(frame_image_fn(clip), time_axis=CLIP_TIME_AXIS)
 
     return register(Relation(name, "motion", MOTION_LENGTH, pose_pair, image_pair, description))
 
@@ -254,8 +248,8 @@ def _slow_backward_pose(window):
 
 
 def _slow_backward_image(clip):
-    anchor, mid = slow_pair(clip, time_axis=-4)
-    return anchor, backward(mid, time_axis=-4)
+    anchor, mid = slow_pair(clip, time_axis=CLIP_TIME_AXIS)
+    return anchor, backward(mid, time_axis=CLIP_TIME_AXIS)
 
 
 def _slow_pose(window):
@@ -263,7 +257,7 @@ def _slow_pose(window):
 
 
 def _slow_image(clip):
-    return slow_pair(clip, time_axis=-4)
+    return slow_pair(clip, time_axis=CLIP_TIME_AXIS)
 
 
 register(Relation("slow", "motion", 2 * MOTION_LENGTH, _slow_pose, _slow_image,

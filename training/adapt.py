@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from nlrd.data.paths import resolve_data_root
-from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.data.poses import load_split
 from nlrd.inference import load_image_encoder
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
 from nlrd.trainer import Trainer
-from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, finish, setup, trainer_config
+from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, finish, setup, trainer_config
 
 DEFAULT_OUT = "checkpoints/adapted_g.safetensors"
 
@@ -55,9 +55,6 @@ def main(argv: list[str] | None = None) -> dict:
     watch = Stopwatch()
     info, device = setup(args)
     data_root = resolve_data_root(args.data_root)
-    if info.is_main:
-        ensure_prepared(data_root, Path(args.data))
-    barrier(info)
     terms = tuple(t.strip() for t in args.terms.split(",") if t.strip())
     cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps)
     pose = PosePrior.from_pretrained(args.pose, device=device)

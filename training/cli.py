@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import time
+from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 import torch
@@ -59,10 +60,16 @@ def base_parser(description: str, default_out: str, default_steps: int) -> argpa
 
 
 def setup(args: argparse.Namespace) -> tuple[DistInfo, torch.device]:
+    """Threads, device and process group; the main rank prepares the mocap data (if missing) while the others wait."""
+    from nlrd.data.poses import ensure_prepared
+
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     info = init_distributed(device)
+    if info.is_main:
+        ensure_prepared(args.data_root, Path(args.data))
+    barrier(info)
     return info, device
 
 

@@ -9,12 +9,14 @@ Sections (``--only`` takes a comma list; default all that have checkpoints): pri
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.evaluation import evaluate_motion_prior, evaluate_pose_prior
@@ -23,10 +25,16 @@ from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, Moti
 SECTIONS = ("priors", "source")
 
 
+@functools.cache
+def _pose_prior(checkpoints: str) -> PosePrior:
+    """Loaded once per run, shared by the sections."""
+    return PosePrior.from_pretrained(Path(checkpoints) / POSE_CHECKPOINT)
+
+
 def eval_priors(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data)
     train, test = load_split(data, "train"), load_split(data, "test")
-    pose = PosePrior.from_pretrained(Path(args.checkpoints) / POSE_CHECKPOINT)
+    pose = _pose_prior(args.checkpoints)
     t0 = time.perf_counter()
     pose_res = evaluate_pose_prior(pose, train.joints, test.joints, seed=args.seed)
     pose_res["eval_seconds"] = round(time.perf_counter() - t0, 1)
@@ -44,15 +52,12 @@ def eval_priors(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _load_encoder(path: Path):
-    from nlrd.checkpoint import load_checkpoint, load_into
-    from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
-    from nlrd.priors import config_from_dict
+def _load_encoder(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """An image model and its metadata (weights through nlrd.inference, header read separately)."""
+    from nlrd.checkpoint import read_metadata
+    from nlrd.inference import load_image_encoder
 
-    ck = load_checkpoint(path)
-    enc = build_image_encoder(config_from_dict(ImageEncoderConfig, ck.meta["config"]["model"]))
-    load_into(enc, ck, prefix="encoder.")
-    return enc.eval(), ck.meta
+    return load_image_encoder(path), read_metadata(path)
 
 
 def eval_source(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,7 +65,7 @@ def eval_source(args: argparse.Namespace) -> dict[str, Any]:
     from nlrd.evaluation import pose_errors, predict_joints
 
     ckdir = Path(args.checkpoints)
-    pose = PosePrior.from_pretrained(ckdir / POSE_CHECKPOINT)
+    pose = _pose_prior(args.checkpoints)
     gs, meta = _load_encoder(ckdir / "source_gs.safetensors")
     src = load_test_set("source_test", args.data, args.data_root)
     tgt = load_test_set("target_test", args.data, args.data_root)

@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.data.poses import load_split
 from nlrd.models.motion_ae import MotionAEConfig
 from nlrd.priors import PosePrior
 from nlrd.stages.motion_ae import MotionAEStage, MotionAEStageConfig
-from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, run_stage, setup
+from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, run_stage, setup
 
 DEFAULT_OUT = "checkpoints/motion_ae.safetensors"
 
@@ -25,9 +23,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     watch = Stopwatch()
     info, device = setup(args)
-    if info.is_main:
-        ensure_prepared(args.data_root, Path(args.data))
-    barrier(info)
     prior = PosePrior.from_pretrained(args.pose, device="cpu")
     stage_cfg = dataclass_from_args(MotionAEStageConfig, args, "stage", batch=args.batch, lr=args.lr,
                                     seed=args.seed, steps=args.steps)  # fmt: skip

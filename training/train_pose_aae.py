@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.data.poses import load_split
 from nlrd.models.pose_aae import PoseAAEConfig
 from nlrd.stages.pose_aae import PoseAAEStage, PoseAAEStageConfig
-from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, run_stage, setup
+from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, run_stage, setup
 
 DEFAULT_OUT = "checkpoints/pose_aae.safetensors"
 
@@ -23,9 +21,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     watch = Stopwatch()
     info, device = setup(args)
-    if info.is_main:
-        ensure_prepared(args.data_root, Path(args.data))
-    barrier(info)
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
     model_cfg = dataclass_from_args(PoseAAEConfig, args, "model")
     stage_cfg = dataclass_from_args(PoseAAEStageConfig, args, "stage", batch=args.batch, lr=args.lr,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.data.poses import load_split
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.relations import DEFAULT_RELATIONS, RelationStage, RelationStageConfig, nonlocalness
 from nlrd.trainer import Trainer
 from nlrd.transforms import get_relation
-from training.cli import Stopwatch, barrier, base_parser, finish, setup, trainer_config
+from training.cli import Stopwatch, base_parser, finish, setup, trainer_config
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -26,9 +26,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     watch = Stopwatch()
     info, device = setup(args)
-    if info.is_main:
-        ensure_prepared(args.data_root, Path(args.data))
-    barrier(info)
     pose = PosePrior.from_pretrained(args.pose, device=device)
     motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")

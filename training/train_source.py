@@ -8,14 +8,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nlrd.data.paths import resolve_data_root
-from nlrd.data.poses import ensure_prepared, load_split
+from nlrd.data.poses import load_split
 from nlrd.models.image_encoder import ImageEncoderConfig
 from nlrd.priors import PosePrior
 from nlrd.stages.source import SourceStage, SourceStageConfig
-from training.cli import Stopwatch, add_dataclass_args, barrier, base_parser, dataclass_from_args, run_stage, setup
+from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, run_stage, setup
 
 DEFAULT_OUT = "checkpoints/source_gs.safetensors"
 
@@ -35,9 +33,6 @@ def main(argv: list[str] | None = None) -> dict:
     watch = Stopwatch()
     info, device = setup(args)
     data_root = resolve_data_root(args.data_root)
-    if info.is_main:
-        ensure_prepared(data_root, Path(args.data))
-    barrier(info)
     prior = PosePrior.from_pretrained(args.pose, device="cpu")
     model_cfg = dataclass_from_args(ImageEncoderConfig, args, "model", latent_dim=prior.latent_dim)
     stage_cfg = dataclass_from_args(SourceStageConfig, args, "stage", batch=args.batch, lr=args.lr, seed=args.seed,

@@ -36,8 +36,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
+
+from nlrd.precision import autocast
 
 STAGE_NAMES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "head")
 
@@ -395,3 +398,35 @@ def set_frozen_batchnorm_eval(module: nn.Module) -> int:
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (buffers such as BN running stats excluded)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def encode_images(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, *, amp: bool = True,
+                  batch: int = 128) -> torch.Tensor:  # fmt: skip
+    """The one batched inference path of every image-to-latent model, in eval mode.
+
+    Args:
+        model: an :class:`ImageEncoder` (or a DDP wrapper of one).
+        images: uint8 numpy crops (N, H, W, 3), converted chunk by chunk so a large test set is never
+            held as float, or a float tensor (N, 3, H, W) in [0, 1].
+        device: where the model lives.
+        amp: bf16 autocast where the hardware is fast at it (``nlrd.precision``).
+        batch: images per forward pass.
+
+    Returns:
+        z (N, latent_dim) float32 on ``device``.
+    """
+    model.eval()
+    out = []
+    for s in range(0, len(images), batch):
+        chunk = images[s : s + batch]
+        if isinstance(chunk, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device).permute(0, 3, 1, 2).float().div_(255)
+        else:
+            x = chunk.to(device).float()
+        with autocast(device, amp):
+            z = model(x.contiguous(memory_format=torch.channels_last))
+        out.append(z.float())
+    if not out:
+        return torch.zeros(0, getattr(getattr(model, "config", None), "latent_dim", 32), device=device)
+    return torch.cat(out)

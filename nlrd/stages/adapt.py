@@ -31,7 +31,7 @@ from nlrd.checkpoint import load_checkpoint, load_into
 from nlrd.data.synthetic import SyntheticClipDataset, fixed_test_set
 from nlrd.losses import info_nce
 from nlrd.metrics import mpjpe, pa_mpjpe
-from nlrd.models.image_encoder import ImageEncoder, trainable_parameters
+from nlrd.models.image_encoder import ImageEncoder, encode_images, trainable_parameters
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior, config_from_dict
@@ -227,13 +227,13 @@ class AdaptStage:
         if term == "lcr":
             x = self._frames(clips)
             a = self.heads["lcr"](self._g(x))
-            p = self.heads["lcr"](self._g(photometric(x.cpu(), cfg.augment_strength, self.gen).to(x)))
+            p = self.heads["lcr"](self._g(photometric(x, cfg.augment_strength, self.gen)))
             return info_nce(a, p, cfg.temperature)
         if term == "hcr":
             clip = clips[:, :MOTION_LENGTH]
             b, t = clip.shape[:2]
             za = self._g(clip.flatten(0, 1)).view(b, t, -1)
-            aug = photometric(clip.flatten(0, 1).cpu(), cfg.augment_strength, self.gen).to(clip)
+            aug = photometric(clip.flatten(0, 1), cfg.augment_strength, self.gen)
             zp = self._g(aug).view(b, t, -1)
             return info_nce(self.heads["hcr"](self._em(za)), self.heads["hcr"](self._em(zp)), cfg.temperature)
         rel = get_relation(term)
@@ -264,11 +264,8 @@ class AdaptStage:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> np.ndarray:
-        self.g.eval()
-        out = []
-        for chunk in x.split(128):
-            out.append(self.pose.decoder(self._g(chunk.to(self.device))).cpu().numpy())
-        return np.concatenate(out)
+        """Dp(G(x)) for float crops (N, 3, H, W) -> joints (N, J, 3) mm."""
+        return self.pose.decoder(encode_images(self.g, x, self.device, amp=self.cfg.amp)).cpu().numpy()
 
     def evaluate(self) -> dict[str, float]:
         if self.val_x is None or self.val_y is None:

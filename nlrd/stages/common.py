@@ -19,18 +19,30 @@ MOCAP_SOURCES: list[dict[str, str]] = [
 ]  # fmt: skip
 
 
+def axis_rotations(axis: str, theta_deg: torch.Tensor) -> torch.Tensor:
+    """(B,) degrees -> (B, 3, 3) rotations about the camera's x, y or z axis (batched ``transforms.rot_*``)."""
+    t = theta_deg * (math.pi / 180.0)
+    c, s = torch.cos(t), torch.sin(t)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    rows = {
+        "x": [o, z, z, z, c, -s, z, s, c],
+        "y": [c, z, s, z, o, z, -s, z, c],
+        "z": [c, -s, z, s, c, z, z, z, o],
+    }
+    if axis not in rows:
+        raise ValueError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
+    return torch.stack(rows[axis], dim=-1).view(-1, 3, 3)
+
+
+def rotation_z(theta_deg: torch.Tensor) -> torch.Tensor:
+    """(B,) degrees -> (B, 3, 3) rotations about the optical axis (the pose side of ``rotate_images``)."""
+    return axis_rotations("z", theta_deg)
+
+
 def rotation_matrices(azimuth_deg: torch.Tensor, tilt_deg: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) angles -> (B, 3, 3): rotation about the vertical (camera y) axis, then a tilt about x."""
-    a = azimuth_deg * (math.pi / 180.0)
-    c, s = torch.cos(a), torch.sin(a)
-    zero, one = torch.zeros_like(c), torch.ones_like(c)
-    ry = torch.stack([c, zero, s, zero, one, zero, -s, zero, c], dim=-1).view(-1, 3, 3)
-    if tilt_deg is None:
-        return ry
-    t = tilt_deg * (math.pi / 180.0)
-    ct, st = torch.cos(t), torch.sin(t)
-    rx = torch.stack([one, zero, zero, zero, ct, -st, zero, st, ct], dim=-1).view(-1, 3, 3)
-    return rx @ ry
+    ry = axis_rotations("y", azimuth_deg)
+    return ry if tilt_deg is None else axis_rotations("x", tilt_deg) @ ry
 
 
 def augment_view(

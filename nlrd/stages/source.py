@@ -11,7 +11,6 @@ adaptation is measured against), usually initialised from Gs (``init_from``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from torch.utils.data import DataLoader
 from nlrd.checkpoint import load_checkpoint, load_into
 from nlrd.data.synthetic import SyntheticPoseDataset, fixed_test_set
 from nlrd.metrics import mpjpe, pa_mpjpe
-from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder
+from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder, encode_images
 from nlrd.models.pose_aae import PoseDecoder
 from nlrd.precision import autocast
-from nlrd.stages.common import MOCAP_SOURCES
+from nlrd.stages.common import MOCAP_SOURCES, rotation_z
 from nlrd.trainer import DistInfo, warmup_cosine, wrap_ddp
 from nlrd.transforms import flip_pose, rotate_images
 
@@ -77,14 +76,6 @@ def colour_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch
     grey = x.mean(dim=1, keepdim=True)
     x = (x - grey) * factor() + grey
     return x.clamp(0, 1)
-
-
-def rotation_z(theta_deg: torch.Tensor) -> torch.Tensor:
-    """(B,) degrees -> (B, 3, 3) rotations about the optical axis (the pose side of rotate_images)."""
-    t = theta_deg * (math.pi / 180.0)
-    c, s = torch.cos(t), torch.sin(t)
-    z, o = torch.zeros_like(c), torch.ones_like(c)
-    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).view(-1, 3, 3)
 
 
 def crop_jitter(x: torch.Tensor, scale: float, shift: float, g: torch.Generator) -> torch.Tensor:
@@ -200,13 +191,8 @@ class SourceStage:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> np.ndarray:
-        self.model.eval()
-        out = []
-        for chunk in x.split(128):
-            with autocast(self.device, self.cfg.amp):
-                z = self.model(chunk.contiguous(memory_format=torch.channels_last))
-            out.append(self.decoder(z.float()).cpu().numpy())
-        return np.concatenate(out)
+        """Dp(G(x)) for float crops (N, 3, H, W) -> joints (N, J, 3) mm."""
+        return self.decoder(encode_images(self.model, x, self.device, amp=self.cfg.amp)).cpu().numpy()
 
     def evaluate(self) -> dict[str, float]:
         pred = self.predict(self.val_x)
