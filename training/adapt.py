@@ -13,6 +13,7 @@ import numpy as np
 
 from nlrd.data.paths import resolve_data_root
 from nlrd.data.poses import load_split
+from nlrd.data.testsets import load_test_set
 from nlrd.inference import load_image_encoder
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
     p.add_argument("--relations-dir", default="checkpoints/relations")
     p.add_argument("--videos", default=None, help="adapt to the real videos in this folder instead of rendered target clips")
+    p.add_argument("--stream", action="store_true",
+                   help="render fresh target clips every step instead of the fixed unlabelled set target_adapt_clips")
     add_dataclass_args(p, AdaptStageConfig, "stage", skip=("terms", "trainable", "seed", "steps"))
     args = p.parse_args(argv)
     watch = Stopwatch()
@@ -66,9 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
         crops = video_crops(Path(args.videos), g.config.image_size)
         stage = AdaptStage(g, pose, motion, bank, cfg, device, info, video_crops=crops, val_poses=val_poses,
                            data_root=data_root, init_checkpoint=args.init)  # fmt: skip
-    else:
+    elif args.stream:
         windows = load_split(args.data, "train").windows(60, stride=4)
         stage = AdaptStage(g, pose, motion, bank, cfg, device, info, train_windows=windows, val_poses=val_poses,
+                           data_root=data_root, init_checkpoint=args.init)  # fmt: skip
+    else:
+        pool = load_test_set("target_adapt_clips", args.data, data_root, size=g.config.image_size)["images"]
+        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, pool=pool, val_poses=val_poses,
                            data_root=data_root, init_checkpoint=args.init)  # fmt: skip
     trainer = Trainer(stage, trainer_config(args, "adapt"), info, device)
     result = trainer.fit()

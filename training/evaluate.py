@@ -2,7 +2,9 @@
 
     python -m training.evaluate --data-root ../shared/data --only priors --out results.json
 
-Sections (``--only`` takes a comma list; default all that have checkpoints): priors. An existing
+Sections (``--only`` takes a comma list; default all that have checkpoints): priors, source, adapt
+(non-localness of every relation, and the ablation rows of ``training.ablation`` from
+``--ablation-dir`` with source-only, the shipped adapted G and the oracle). An existing
 --out file is updated section by section, so sections can be run separately.
 """
 
@@ -22,7 +24,7 @@ from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.evaluation import evaluate_motion_prior, evaluate_pose_prior
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior
 
-SECTIONS = ("priors", "source")
+SECTIONS = ("priors", "source", "adapt")
 
 
 @functools.cache
@@ -88,6 +90,46 @@ def eval_source(args: argparse.Namespace) -> dict[str, Any]:
     return {"source": out}
 
 
+def eval_adapt(args: argparse.Namespace) -> dict[str, Any]:
+    """Non-localness of every relation with a network, and the target-test errors of the ablation rows."""
+    from nlrd.data.testsets import load_test_set
+    from nlrd.evaluation import pose_errors, predict_joints
+    from nlrd.stages.relations import nonlocalness
+    from nlrd.transforms import get_relation
+
+    ckdir = Path(args.checkpoints)
+    pose = _pose_prior(args.checkpoints)
+    motion = MotionPrior.from_pretrained(ckdir / MOTION_CHECKPOINT, pose=pose)
+    test = load_split(Path(args.data), "test")
+    d: dict[str, float] = {}
+    for path in sorted((ckdir / "relations").glob("*.safetensors")):
+        rel = get_relation(path.stem)
+        items = test.joints if rel.order == "pose" else test.windows(rel.window, stride=rel.window // 2)
+        d[rel.name] = round(nonlocalness(rel.name, items, pose, motion), 4)
+    tgt = load_test_set("target_test", args.data, args.data_root)
+
+    def row(name: str, terms: list[str], path: Path, **extra: Any) -> dict[str, Any]:
+        g, _ = _load_encoder(path)
+        e = pose_errors(predict_joints(g, pose.decoder, tgt["images"]), tgt["joints3d"])
+        return {"name": name, "terms": terms, "mpjpe_mm": e["mpjpe_mm"], "pa_mpjpe_mm": e["pa_mpjpe_mm"],
+                "pck150": e["pck150"], "auc": e["auc"], **extra}  # fmt: skip
+
+    rows = [row("source-only", [], ckdir / "source_gs.safetensors")]
+    index_path = Path(args.ablation_dir) / "rows.json"
+    if index_path.exists():
+        for name, entry in json.loads(index_path.read_text()).items():
+            rows.append(row(name, entry["terms"], index_path.parent / entry["checkpoint"], steps=entry.get("steps"),
+                            seconds_per_step=entry.get("seconds_per_step")))  # fmt: skip
+    if (ckdir / "adapted_g.safetensors").exists():
+        from nlrd.checkpoint import read_metadata
+
+        terms = read_metadata(ckdir / "adapted_g.safetensors").get("extra", {}).get("terms", [])
+        rows.append(row("adapted G (shipped)", terms, ckdir / "adapted_g.safetensors"))
+    if (ckdir / "oracle.safetensors").exists():
+        rows.append(row("oracle (target labels)", ["supervised"], ckdir / "oracle.safetensors"))
+    return {"relations": {"nonlocalness": d}, "adapt": {"rows": rows, "test_set": "target_test (2,000 renders)"}}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -95,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--checkpoints", default=str(CHECKPOINT_DIR))
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ablation-dir", default="runs/ablation", help="rows written by training.ablation")
     p.add_argument("--out", default="results.json")
     args = p.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -108,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results.update(eval_priors(args))
     if "source" in only:
         results.update(eval_source(args))
+    if "adapt" in only:
+        results.update(eval_adapt(args))
     out_path.write_text(json.dumps(results, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
     print(json.dumps(results, indent=2, default=str))
     return results

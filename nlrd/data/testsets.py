@@ -5,6 +5,7 @@
 | source_test | source-style images of test-split poses | 2,000 |
 | target_test | target-style images of test-split poses (labels for evaluation only) | 2,000 |
 | target_test_clips | target-style 30-frame clips of test-split windows | 100 |
+| target_adapt_clips | target-style 60-frame clips of train-split windows: the unlabelled target set adaptation sees | 96 |
 
 The sets are deterministic for their seed, so the cache is only a speed-up: deleting it and
 rebuilding gives the same bytes.
@@ -30,12 +31,15 @@ class TestSetSpec:
     n: int
     seed: int
     clips: bool = False
+    split: str = "test"
+    length: int = 30  # frames per clip
 
 
 TEST_SETS: dict[str, TestSetSpec] = {
     "source_test": TestSetSpec("source", 2000, 1001),
     "target_test": TestSetSpec("target", 2000, 1002),
     "target_test_clips": TestSetSpec("target", 100, 1003, clips=True),
+    "target_adapt_clips": TestSetSpec("target", 96, 1004, clips=True, split="train", length=60),
 }
 
 
@@ -56,12 +60,13 @@ def load_test_set(name: str, data_dir: str | os.PathLike[str], data_root: str | 
     if cache.exists():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
-    test = load_split(data_dir, "test")
+    poses = load_split(data_dir, spec.split)
     backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
     if spec.clips:
-        arrays = fixed_test_clips(test.windows(30, stride=15), spec.style, spec.n, spec.seed, size, backgrounds=backgrounds)
+        windows = poses.windows(spec.length, stride=spec.length // 2)
+        arrays = fixed_test_clips(windows, spec.style, spec.n, spec.seed, size, backgrounds=backgrounds)
     else:
-        arrays = fixed_test_set(test.joints, spec.style, spec.n, spec.seed, size, backgrounds=backgrounds)
+        arrays = fixed_test_set(poses.joints, spec.style, spec.n, spec.seed, size, backgrounds=backgrounds)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)

@@ -16,6 +16,7 @@ in alternation, one per step, as in the authors' code.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,15 @@ class AdaptStageConfig:
     seed: int = 0
     amp: bool = True
     style: str = "target"
+    bn_train: bool = False  # False: BatchNorm keeps Gs's statistics (re-estimating them on target frames raised the error)
+    # The counterpart side of every relation comes from a frozen copy of Gs (a teacher) and is not
+    # differentiated; with G itself on both sides the energies drifted to degenerate, consistent solutions.
+    teacher: bool = True
+    anchor_weight: float = 1.0  # with a teacher: the identity relation's weight (see AdaptStage._anchor)
+    # Where a pose relation's energy is measured: "latent" (|T(G(x)) - G(T_x x)|, the paper's form), "pose" (the
+    # same two latents decoded by the frozen Dp, mm / 100; Dp is many-to-one, so equal poses need not mean equal
+    # latents) or "exact" (diagnostic: the exact T_y on Dp(G(x)) instead of the network).
+    relation_space: str = "pose"
 
 
 def photometric(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
@@ -69,6 +79,11 @@ def photometric(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.T
         x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     noise = torch.randn(x.shape, generator=g).to(x) * (0.03 * strength)
     return (x + noise).clamp(0, 1)
+
+
+def _to_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
+    return frames.movedim(-1, -3).float().div(255)
 
 
 class ProjectionHead(nn.Module):
@@ -131,7 +146,8 @@ class AdaptStage:
     def __init__(self, g: ImageEncoder, pose: PosePrior, motion: MotionPrior, relations: RelationBank,
                  cfg: AdaptStageConfig, device: torch.device, info: DistInfo, *, train_windows: np.ndarray | None = None,
                  val_poses: np.ndarray | None = None, video_crops: list[np.ndarray] | None = None,
-                 data_root: str | Path | None = None, init_checkpoint: str | None = None) -> None:  # fmt: skip
+                 data_root: str | Path | None = None, init_checkpoint: str | None = None,
+                 pool: np.ndarray | None = None) -> None:  # fmt: skip
         self.cfg, self.device, self.info = cfg, device, info
         self.init_checkpoint = init_checkpoint
         unknown = [t for t in cfg.terms if t not in CONTRASTIVE_TERMS and t not in relations.nets]
@@ -140,7 +156,14 @@ class AdaptStage:
                              f"relations loaded: {sorted(relations.nets)}")  # fmt: skip
         if not cfg.terms:
             raise ValueError("choose at least one adaptation term")
+        if cfg.relation_space not in ("latent", "pose", "exact"):
+            raise ValueError(f"relation_space must be latent, pose or exact, got {cfg.relation_space!r}")
         self.g = g.to(device).to(memory_format=torch.channels_last)
+        self.teacher: ImageEncoder | None = None
+        if cfg.teacher:
+            self.teacher = copy.deepcopy(self.g).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         self.pose, self.motion, self.relations = pose, motion, relations
         for m in (pose.encoder, pose.decoder, motion.encoder, motion.decoder):
             m.eval()
@@ -162,8 +185,17 @@ class AdaptStage:
         self.window = 2 * MOTION_LENGTH if needs_slow else MOTION_LENGTH
         size = self.g.config.image_size
         backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
-        if video_crops is not None:
-            ds: IterableDataset = ClipTensorDataset(video_crops, self.window, cfg.seed + info.rank)
+        self.pool: torch.Tensor | None = None
+        if pool is not None:
+            arr = np.asarray(pool)
+            if arr.ndim != 5 or arr.shape[1] < self.window or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+                raise ValueError(f"adaptation pool: expected uint8 (N, T>={self.window}, H, W, 3) clips, "
+                                 f"got {arr.dtype} {arr.shape}")  # fmt: skip
+            self.pool = torch.from_numpy(np.ascontiguousarray(arr))
+        if self.pool is not None:
+            ds: IterableDataset | None = None
+        elif video_crops is not None:
+            ds = ClipTensorDataset(video_crops, self.window, cfg.seed + info.rank)
         elif train_windows is not None:
             w = np.asarray(train_windows)
             if w.shape[1] < self.window:
@@ -171,9 +203,10 @@ class AdaptStage:
             ds = SyntheticClipDataset(w[:, : self.window], cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
                                       backgrounds=backgrounds)  # fmt: skip
         else:
-            raise ValueError("give train_windows (rendered target clips) or video_crops (real videos)")
-        self.loader = DataLoader(ds, batch_size=cfg.clips, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
-                                 prefetch_factor=2 if cfg.workers > 0 else None)  # fmt: skip
+            raise ValueError("give pool (pre-rendered clips), train_windows (rendered target clips) or video_crops (real videos)")
+        self.loader = None if ds is None else DataLoader(
+            ds, batch_size=cfg.clips, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+            prefetch_factor=2 if cfg.workers > 0 else None)  # fmt: skip
         self._iter: Iterator | None = None
         self.gen = torch.Generator().manual_seed(cfg.seed * 31 + info.rank)
         if val_poses is not None:
@@ -212,12 +245,28 @@ class AdaptStage:
 
     def next_clips(self) -> torch.Tensor:
         """(B, window, 3, H, W) float in [0, 1] on the device."""
+        if self.pool is not None:
+            n, t = self.pool.shape[:2]
+            ci = torch.randint(n, (self.cfg.clips,), generator=self.gen)
+            s0 = torch.randint(t - self.window + 1, (self.cfg.clips,), generator=self.gen)
+            picked = [self.pool[c, s : s + self.window] for c, s in zip(ci.tolist(), s0.tolist(), strict=True)]
+            return _to_float(torch.stack(picked)).to(self.device)
         if self._iter is None:
             self._iter = iter(self.loader)
         clips, _ = next(self._iter)
         return clips.to(self.device, non_blocking=True)
 
     def _frames(self, clips: torch.Tensor) -> torch.Tensor:
+        """``cfg.frames`` frames (N, 3, H, W) for the lower-order terms.
+
+        With a pool of clips (a finite unlabelled target set), the frames come from random clips of the
+        whole pool, so one batch shows many people and poses; otherwise from this step's clips.
+        """
+        if self.pool is not None:
+            n, t = self.pool.shape[:2]
+            ci = torch.randint(n, (self.cfg.frames,), generator=self.gen)
+            ti = torch.randint(t, (self.cfg.frames,), generator=self.gen)
+            return _to_float(self.pool[ci, ti]).to(self.device)
         flat = clips.flatten(0, 1)
         idx = torch.randperm(flat.shape[0], generator=self.gen)[: self.cfg.frames]
         return flat[idx.to(flat.device)]
@@ -239,20 +288,48 @@ class AdaptStage:
         rel = get_relation(term)
         net = self.relations.nets[term]
         if rel.order == "pose":
-            x = self._frames(clips)
-            xa, xc = rel.image_pair(x)
-            return (net(self._g(xa)) - self._g(xc)).abs().mean()
+            xa, xc = rel.image_pair(self._frames(clips))
+            za = self._g(xa)
+            # The counterpart side: the frozen source model (teacher) or G itself, without gradient.
+            with torch.no_grad():
+                zc = self._teacher(xc)
+            if cfg.relation_space == "latent":
+                loss = (net(za) - zc).abs().mean()
+            else:
+                ya = rel.pose_pair(self.pose.decoder(za))[1] if cfg.relation_space == "exact" else self.pose.decoder(net(za))
+                loss = (ya - self.pose.decoder(zc)).abs().mean() / 100.0
+            return loss + self._anchor(xa, za)
         src = clips[:, : rel.window]
         xa, xc = rel.image_pair(src)  # torch clips (B, T, C, H, W): time axis -4
         b, t = xa.shape[:2]
-        va = self._em(self._g(xa.flatten(0, 1)).view(b, t, -1))
+        za = self._g(xa.flatten(0, 1))
+        va = self._em(za.view(b, t, -1))
         with torch.no_grad():
-            vc = self._em(self._g(xc.flatten(0, 1)).view(b, t, -1))
-        return (net(va) - vc).abs().mean()
+            vc = self._em(self._teacher(xc.flatten(0, 1)).view(b, t, -1))
+        return (net(va) - vc).abs().mean() + self._anchor(xa.flatten(0, 1), za)
+
+    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
+        """Counterpart latents (N, D): the frozen copy of Gs when ``cfg.teacher``, else G (called without grad)."""
+        if self.teacher is None:
+            return self._g(x)
+        with autocast(self.device, self.cfg.amp):
+            return self.teacher(x.contiguous(memory_format=torch.channels_last)).float()
+
+    def _anchor(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """anchor_weight * |Dp(G(x)) - Dp(Gs(x))| / 100: the identity relation against the frozen teacher.
+
+        With it, the optimum of a relation term is the average of the teacher's prediction and the
+        relation's image of the teacher's counterpart prediction, not the counterpart alone.
+        """
+        if self.teacher is None or self.cfg.anchor_weight == 0:
+            return z.new_zeros(())
+        with torch.no_grad():
+            target = self.pose.decoder(self._teacher(x))
+        return self.cfg.anchor_weight * (self.pose.decoder(z) - target).abs().mean() / 100.0
 
     def train_step(self, step: int) -> dict[str, float]:
         term = self.cfg.terms[step % len(self.cfg.terms)]
-        self.g.train()
+        self.g.train(self.cfg.bn_train)
         clips = self.next_clips()
         loss = self.term_loss(term, clips)
         opt = self.opts[term]

@@ -35,6 +35,7 @@ class MotionAEStageConfig:
     flip_prob: float = 0.5
     window_stride: int = 2  # candidate window starts every N frames
     val_windows: int = 512
+    init_from: str = ""  # continue from a trained motion_ae checkpoint (e.g. after the pose decoder was fine-tuned)
     seed: int = 0
     steps: int = 3000
 
@@ -60,6 +61,12 @@ class MotionAEStage:
             p.requires_grad_(False)
         torch.manual_seed(cfg.seed)
         self.model = MotionAutoEncoder(model_cfg).to(device)
+        if cfg.init_from:
+            from nlrd.checkpoint import load_checkpoint, load_into
+
+            ck = load_checkpoint(cfg.init_from, expected_stage="motion_ae")
+            load_into(self.model.encoder, ck, prefix="encoder.")
+            load_into(self.model.decoder, ck, prefix="decoder.")
         self.model_ddp = wrap_ddp(self.model, info, device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
