@@ -1,15 +1,28 @@
-"""Throughput of the synthetic-people renderer: images per second on one core, per style.
+"""Throughput of the synthetic-people renderer per core, against what stage source's training step consumes.
 
 Usage::
 
     python benchmarks/renderer_throughput.py --out out/renderer_throughput.json
     python benchmarks/renderer_throughput.py --size 128 --images 300 --repeats 5 --data-root ../shared/data
+    python benchmarks/renderer_throughput.py --train-threads 2 --train-steps 20    # training side on 2 threads
+    python benchmarks/renderer_throughput.py --no-train                            # the renderer alone
 
 Runs in a single process with one OpenCV thread (what one DataLoader worker does), renders
 ``--images`` full samples (pose the body, camera, rasterise, background, style effects) per repeat
 after a warm-up that compiles the jitted kernels, and reports the median over ``--repeats`` of
 images per CPU-second of the process (one core's throughput, robust to other load on the machine)
 and, for reference, per wall-clock second. Poses come from ``nlrd.data.synthetic.demo_poses``, so no prepared mocap is needed.
+
+Then (unless ``--no-train``) it times the consumer: ``train_step`` of ``nlrd.stages.source.SourceStage``
+built as ``training.train_source`` builds it (batch 64, resnet_small, bf16 autocast where the CPU is
+fast at it, Dp of the shipped pose prior), fed pre-rendered batches so that rendering is not in the
+timing (see ``benchmarks/training_throughput.py``). Training consumption is images per second of the
+training process; with one training thread the per-CPU-second rate is used when it is higher (on a
+loaded machine the wall clock understates an idle core, so this keeps the ratio conservative). The
+ratio ``renderer images per core-second / training images per second`` says how many training
+processes' worth of images one render worker delivers: with ``SourceStageConfig.workers = 1`` it must
+stay above 1, and the target is >= 2 so that the loader never stalls the step. The target-style row
+is the oracle's case (the same step on target-style renders).
 """
 
 from __future__ import annotations
@@ -17,8 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,6 +42,12 @@ import torch
 from nlrd.data.paths import resolve_data_root
 from nlrd.data.synthetic import demo_poses, render_sample
 from nlrd.data.synthetic.backgrounds import BackgroundBank
+
+# The training side reuses benchmarks/training_throughput.py (a script folder, not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import training_throughput  # noqa: E402
+
+RATIO_TARGET = 2.0  # renderer images per core-second / training images per second
 
 
 def measure(
@@ -50,7 +71,37 @@ def measure(
     return cpu_rates, wall_rates
 
 
-def main(argv: list[str] | None = None) -> None:
+def training_consumption(args: argparse.Namespace) -> dict[str, Any]:
+    """Images per second that stage source's training step consumes (see the module doc)."""
+    torch.set_num_threads(args.train_threads)
+    ctx = training_throughput.make_context(args.device, args.data, args.data_root, args.checkpoints)
+    (bench,) = training_throughput.build_source(ctx)
+    r = training_throughput.measure(bench, ctx.device, args.train_steps, args.train_warmup, args.train_repeats)
+    wall, cpu = r["samples_per_s"], r["samples_per_cpu_s"]
+    # One thread: CPU time is what an idle core would need, so its rate bounds the consumption from above.
+    r["consumption_images_per_s"] = max(wall, cpu) if args.train_threads == 1 and ctx.device.type == "cpu" else wall
+    r["threads"] = args.train_threads
+    r["device"] = str(ctx.device)
+    return r
+
+
+def combined_table(styles: dict[str, dict[str, Any]], train: dict[str, Any] | None) -> str:
+    """Markdown: renderer per core against the training step's consumption, with the ratio per style."""
+    lines = ["| style | renderer img/s/core | training step img/s | ratio | target |", "|---|---:|---:|---:|---|"]
+    for style, r in styles.items():
+        per_core = r["images_per_cpu_second"]
+        if train is None:
+            lines.append(f"| {style} | {per_core:.1f} | not measured | | |")
+            continue
+        use = "stage source" if style == "source" else "oracle"
+        ratio = per_core / train["consumption_images_per_s"]
+        verdict = "met" if ratio >= RATIO_TARGET else "MISSED"
+        lines.append(f"| {style} ({use}) | {per_core:.1f} | {train['consumption_images_per_s']:.1f} | {ratio:.2f} | "
+                     f">= {RATIO_TARGET:g}: {verdict} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("out/renderer_throughput.json"))
     ap.add_argument("--data-root", default=None, help="real data folder (backgrounds/); default $NLRD_DATA")
@@ -58,6 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--images", type=int, default=300, help="images per repeat")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--styles", nargs="+", default=["source", "target"])
+    ap.add_argument("--no-train", action="store_true", help="skip timing the source stage's training step")
+    ap.add_argument("--train-threads", type=int, default=1, help="torch threads of the training step")
+    ap.add_argument("--train-steps", type=int, default=10, help="timed training steps per repeat")
+    ap.add_argument("--train-warmup", type=int, default=3)
+    ap.add_argument("--train-repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the training step")
+    ap.add_argument("--data", default=str(training_throughput.REPO_ROOT / "data"), help="prepared data folder")
+    ap.add_argument("--checkpoints", default=str(training_throughput.REPO_ROOT / "checkpoints"))
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -71,7 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         results[style] = {"images_per_cpu_second": med, "ms_cpu_per_image": 1000.0 / med, "repeats_cpu": cpu,
                           "images_per_wall_second": float(np.median(wall)), "repeats_wall": wall}  # fmt: skip
         print(f"{style:<8} {med:>11.1f} {1000.0 / med:>8.2f} {min(cpu):>8.1f} {max(cpu):>8.1f} {np.median(wall):>11.1f}")
-    report = {
+    train = None if args.no_train else training_consumption(args)
+    if train is not None:
+        wall, cpu = train["samples_per_s"], train["samples_per_cpu_s"]
+        print(f"\nsource training step ({train['device']}, {train['threads']} thread(s), batch {train['batch']}, "
+              f"{train['note']}): {wall:.1f} img/s wall, {cpu:.1f} img/CPU-s")  # fmt: skip
+    print()
+    print(combined_table(results, train))
+    report: dict[str, Any] = {
         "size": args.size,
         "images_per_repeat": args.images,
         "processes": 1,
@@ -80,9 +146,14 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "styles": results,
     }
+    if train is not None:
+        report["training_source_step"] = train
+        report["ratio_target"] = RATIO_TARGET
+        report["ratios"] = {s: r["images_per_cpu_second"] / train["consumption_images_per_s"] for s, r in results.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
+    return report
 
 
 if __name__ == "__main__":

@@ -37,17 +37,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if not path.exists():
         raise ValueError(f"{str(path)!r} does not exist")
+    box = _parse_box(args.box) if args.box else None
+    video = path.suffix.lower() in VIDEO_SUFFIXES
+    if args.refine and not video:
+        raise ValueError("--refine needs a video input")
     t0 = time.perf_counter()
     predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
-    box = [float(v) for v in args.box.split(",")] if args.box else None
-    if box is not None and len(box) != 4:
-        raise ValueError(f"--box needs 4 comma-separated numbers x0,y0,x1,y1, got {args.box!r}")
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if video:
         result = predictor.predict_clip(path, box=box, flip_test=args.flip_test, refine=args.refine,
                                         progress=None if args.quiet else _progress_bar())  # fmt: skip
     else:
-        if args.refine:
-            raise ValueError("--refine needs a video input")
         result = predictor.predict_image(load_image(path), box=box, flip_test=args.flip_test)
     kw = dict(fps=result.fps, boxes=result.boxes, scores=result.scores, valid=result.valid, z=result.z)
     written = []
@@ -63,6 +62,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{path.name}: {result.num_frames} frame(s), person found in {found}, model {predictor.meta.get('image_checkpoint')}, "
           f"{time.perf_counter() - t0:.1f} s" + (f"; wrote {', '.join(written)}" if written else ""))  # fmt: skip
     return 0
+
+
+def _parse_box(text: str) -> list[float]:
+    """'x0,y0,x1,y1' -> 4 floats (NaN and order are checked against the image later)."""
+    try:
+        box = [float(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise ValueError(f"--box needs 4 comma-separated numbers x0,y0,x1,y1, got {text!r}")
+    return box
 
 
 def build_parser() -> argparse.ArgumentParser:

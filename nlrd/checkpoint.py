@@ -415,6 +415,15 @@ def _describe(names: list[str], shapes: Mapping[str, Any], limit: int = 5) -> st
     return shown + more
 
 
+def model_config(ckpt: Checkpoint) -> dict[str, Any]:
+    """The ``config.model`` dict of a checkpoint's metadata; ValueError naming the file when absent."""
+    cfg = ckpt.meta.get("config", {}) if isinstance(ckpt.meta, dict) else {}
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    if not isinstance(model, dict):
+        raise ValueError(f"{ckpt.path or 'checkpoint'}: metadata has no config.model (not a model checkpoint of this project?)")
+    return model
+
+
 def load_into(module: nn.Module, ckpt: Checkpoint, prefix: str = "") -> nn.Module:
     """Copy the checkpoint's tensors under ``prefix`` into ``module``, strictly.
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nlrd.checkpoint import load_checkpoint, load_into
+from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.paths import REPO_ROOT
 from nlrd.models.motion_ae import MotionAEConfig, MotionDecoder, MotionEncoder
 from nlrd.models.pose_aae import PoseAAEConfig, PoseDecoder, PoseEncoder
@@ -47,9 +47,15 @@ class _Runner:
 
     def _in(self, x: np.ndarray | torch.Tensor, trailing: tuple[int, ...], what: str) -> tuple[torch.Tensor, bool]:
         was_np = not isinstance(x, torch.Tensor)
-        t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if was_np else x
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if was_np else x
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what}: expected a numeric array of shape (..., {', '.join(map(str, trailing))}), "
+                             f"got {type(x).__name__} ({exc})") from None  # fmt: skip
         if t.ndim < len(trailing) or tuple(t.shape[-len(trailing):]) != trailing:
             raise ValueError(f"{what}: expected shape (..., {', '.join(map(str, trailing))}), got {tuple(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError(f"{what}: empty input of shape {tuple(t.shape)}")
         if not torch.isfinite(t).all():
             raise ValueError(f"{what}: input contains NaN or infinite values")
         return t.to(self.device, torch.float32), was_np
@@ -71,7 +77,7 @@ class PosePrior(_Runner):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> PosePrior:
         ck = load_checkpoint(Path(path) if path is not None else CHECKPOINT_DIR / POSE_CHECKPOINT, expected_stage="pose_aae")
-        cfg = config_from_dict(PoseAAEConfig, ck.meta["config"]["model"])
+        cfg = config_from_dict(PoseAAEConfig, model_config(ck))
         skeleton = get_skeleton(ck.meta.get("skeleton", cfg.skeleton))
         enc, dec = PoseEncoder(cfg, skeleton), PoseDecoder(cfg, skeleton)
         load_into(enc, ck, prefix="encoder.")
@@ -135,7 +141,7 @@ class MotionPrior(_Runner):
                              expected_stage="motion_ae")  # fmt: skip
         if not isinstance(pose, PosePrior):
             pose = PosePrior.from_pretrained(pose, device=dev)
-        cfg = config_from_dict(MotionAEConfig, ck.meta["config"]["model"])
+        cfg = config_from_dict(MotionAEConfig, model_config(ck))
         if cfg.pose_latent_dim != pose.latent_dim:
             raise ValueError(f"motion prior expects pose latents of size {cfg.pose_latent_dim}, pose prior has {pose.latent_dim}")
         enc, dec, gauss = MotionEncoder(cfg), MotionDecoder(cfg), GaussianLatentPrior(cfg.motion_latent_dim)

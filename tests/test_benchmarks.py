@@ -1,0 +1,170 @@
+"""The benchmark scripts' own logic: report rendering, the combined tables, stage builders on synthetic inputs.
+
+The measurements themselves are not run here (they take minutes); the pieces that turn numbers into
+tables and the fall-backs for a machine without the prepared data are.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a folder of scripts, not a package)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))  # renderer_throughput imports training_throughput by name
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def accuracy() -> ModuleType:
+    return load("accuracy_report")
+
+
+@pytest.fixture(scope="module")
+def run_all() -> ModuleType:
+    return load("run_all")
+
+
+@pytest.fixture(scope="module")
+def training() -> ModuleType:
+    return load("training_throughput")
+
+
+FULL_RESULTS: dict[str, Any] = {
+    "pose_aae": {"test_mpjpe_mm": 17.56, "test_pa_mpjpe_mm": 14.49, "prior_plausible_fraction": 0.9988,
+                 "prior_coverage_mm": 52.6, "latent_ks_median": 0.0141},
+    "motion_ae": {"test_mpjpe_mm": 37.4},
+    "source": {"source_test_mpjpe_mm": 91.1, "source_test_pa_mpjpe_mm": 68.2, "target_test_mpjpe_mm": 144.8,
+               "target_test_pa_mpjpe_mm": 92.9, "target_test_pck150": 0.654, "target_test_auc": 0.376,
+               "domain_gap_ratio": 1.59, "oracle_target_test_mpjpe_mm": 125.8, "oracle_target_test_pa_mpjpe_mm": 85.5,
+               "oracle_gain_vs_gs": 0.131},
+    "relations": {"nonlocalness": {"pose-flip": 3.59, "inplane-10": 1.46, "flip-backward": None}},
+    "adapt": {"rows": [{"name": "lcr", "terms": ["lcr"], "mpjpe_mm": 139.0, "pa_mpjpe_mm": 90.0, "pck150": 0.67, "auc": 0.38},
+                       {"name": "all", "terms": ["lcr", "hcr", "pose-flip"], "mpjpe_mm": 131.0, "pa_mpjpe_mm": None,
+                        "pck150": 0.7, "auc": 0.4},
+                       "not a row"]},
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- accuracy_report
+def test_every_section_renders_from_full_results(accuracy: ModuleType) -> None:
+    md, numbers = accuracy.render_markdown(FULL_RESULTS)
+    assert "not measured" not in md
+    assert "| pose prior: test MPJPE (mm) | 17.6 |" in md
+    assert "| lcr | lcr | 139.0 | 90.0 | 0.670 | 0.380 |" in md
+    assert "| all | lcr, hcr, pose-flip | 131.0 | n/a |" in md  # a missing number is n/a, not a crash
+    assert "oracle (target labels, reference)" in md and "Gs (no adaptation, reference)" in md
+    assert md.index("| inplane-10 |") < md.index("| pose-flip |") < md.index("| flip-backward | n/a |")
+    assert [r["name"] for r in numbers["ablation"]["rows"]] == ["lcr", "all"]
+
+
+def test_missing_sections_render_as_not_measured(accuracy: ModuleType) -> None:
+    md, numbers = accuracy.render_markdown({"pose_aae": {"test_mpjpe_mm": 20.0}})
+    assert md.count("not measured") >= 5  # motion row, source, oracle, ablation, non-localness
+    assert numbers["source"] is None and numbers["ablation"] is None and numbers["priors"] is not None
+    md_empty, _ = accuracy.render_markdown({})
+    assert md_empty.count("\n\nnot measured") == len(accuracy.SECTIONS)
+
+
+def test_ablation_chart_has_a_bar_per_row_and_reference_lines(accuracy: ModuleType) -> None:
+    fig = accuracy.ablation_figure(FULL_RESULTS)
+    assert [list(t.x) for t in fig.data] == [["lcr", "all"], ["lcr", "all"]]
+    assert len(fig.layout.shapes) == 2  # Gs and oracle
+    assert accuracy.ablation_figure({"source": FULL_RESULTS["source"]}) is None
+
+
+def test_report_main_writes_markdown_json_and_html(accuracy: ModuleType, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(FULL_RESULTS))
+    report = accuracy.main(["--results", str(results), "--out-dir", str(tmp_path / "out")])
+    assert report["not_measured"] == []
+    for name in ("accuracy_report.md", "accuracy_report.json", "accuracy_ablation.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(("text", "match"), [("{oops", "not valid JSON"), ("[1, 2]", "JSON object")])
+def test_report_refuses_a_bad_results_file(accuracy: ModuleType, tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=match):
+        accuracy.load_results(path)
+
+
+# ----------------------------------------------------------------------------- run_all
+def test_headlines_survive_empty_and_partial_json(run_all: ModuleType) -> None:
+    for script in run_all.SCRIPTS:
+        assert isinstance(script.headline({}), list)
+    heads = dict(run_all.head_renderer_throughput({"styles": {"source": {"images_per_cpu_second": 480.0}},
+                                                   "training_source_step": {"consumption_images_per_s": 160.0},
+                                                   "ratios": {"source": 3.0}}))  # fmt: skip
+    assert heads["renderer, source style"] == "480 img/s/core"
+    assert heads["ratio renderer/training, source (target >= 2)"] == "3.00"
+
+
+def test_combined_table_lists_status_and_headlines(run_all: ModuleType) -> None:
+    entries = {
+        "training_throughput": {"status": "ok", "seconds": 95.0,
+                                "json": {"stages": {"source": {"steps_per_s": 2.5, "samples_per_s": 160.0, "unit": "images"},
+                                                    "adapt": {"error": "ValueError: no pool"}}}},
+        "app_load": {"status": "timed out (240 s)", "seconds": 240.0, "json": None, "log_tail": ["still waiting"]},
+        "inference_latency": {"status": "absent", "seconds": 0.0, "json": None},
+    }  # fmt: skip
+    table = run_all.combined_table(entries)
+    assert "| training_throughput | ok | 95 | source | 2.50 steps/s, 160 images/s |" in table
+    assert "failed: ValueError: no pool" in table
+    assert "| app_load | timed out (240 s) | 240 | output | still waiting |" in table
+    assert "| inference_latency | absent | 0 |" in table
+
+
+def test_run_script_reports_absent_and_skipped(run_all: ModuleType, tmp_path: Path) -> None:
+    ghost = run_all.Script("no_such_benchmark", [], 5, run_all.head_app_latency)
+    assert run_all.run_script(ghost, tmp_path, full=False, threads=None, timeout=None, results=tmp_path)["status"] == "absent"
+    acc = next(s for s in run_all.SCRIPTS if s.name == "accuracy_report")
+    entry = run_all.run_script(acc, tmp_path, full=False, threads=None, timeout=None, results=tmp_path / "none.json")
+    assert entry["status"] == "skipped" and "none.json" in entry["reason"]
+
+
+# ----------------------------------------------------------------------------- training_throughput
+def test_training_args_are_checked(training: ModuleType) -> None:
+    with pytest.raises(SystemExit):
+        training.parse_args(["--stages", "pose_aae,warp"])
+    with pytest.raises(SystemExit):
+        training.parse_args(["--steps", "0"])
+    assert training.parse_args(["--stages", "source, adapt"]).stage_list == ["source", "adapt"]
+
+
+def test_adapt_crop_counts_follow_the_terms(training: ModuleType) -> None:
+    from nlrd.stages.adapt import AdaptStageConfig
+
+    cfg = AdaptStageConfig(clips=2, frames=48)
+    counts = {t: training.adapt_crops_per_step(t, cfg) for t in ("lcr", "hcr", "pose-flip", "flip-backward", "slow-backward")}
+    assert counts == {"lcr": 96, "hcr": 120, "pose-flip": 96, "flip-backward": 120, "slow-backward": 120}
+
+
+def test_stages_run_on_synthetic_inputs_without_data(training: ModuleType, tmp_path: Path) -> None:
+    """No prepared mocap and no checkpoints: random poses and fresh priors, one timed step each."""
+    torch.set_num_threads(1)
+    ctx = training.make_context("cpu", str(tmp_path / "no_data"), str(tmp_path / "no_root"), str(tmp_path / "no_ckpt"))
+    results = training.run(["pose_aae", "motion_ae"], ctx, steps=1, warmup=0, repeats=1)
+    assert set(results) == {"pose_aae", "motion_ae"}
+    for r in results.values():
+        assert r["steps_per_s"] > 0 and r["samples_per_s"] == pytest.approx(r["steps_per_s"] * r["samples_per_step"])
+    assert "random" in results["pose_aae"]["note"] and "fresh priors" in results["motion_ae"]["note"]
+    table = training.markdown_table(results | {"adapt": {"error": "ValueError: x"}})
+    assert table.count("\n") == 4 and "| adapt | | | | | | | failed: ValueError: x |" in table
