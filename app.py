@@ -4,8 +4,9 @@
     python app.py --examples ~/my_clips --port 8000 --device cuda
 
 Tabs: Predict (photo, webcam snapshot, clip), Latent explorer (32 sliders over the pose prior),
-Relations (exact pose / motion relations and their latent distances), Adapt (placeholder until the
-adaptation stage lands) and About (the stages in a diagram).
+Relations (exact pose / motion relations and their latent distances), Adapt (an interactive
+self-adaptation session with live curves and a before / after comparison) and About (the stages
+in a diagram).
 
 The module is a thin UI layer: every handler calls :mod:`nlrd` (``PosePredictor``, ``viz``,
 ``export``, ``transforms``, the synthetic renderer) and turns its ``ValueError`` into a
@@ -13,22 +14,30 @@ The module is a thin UI layer: every handler calls :mod:`nlrd` (``PosePredictor`
 functions taking an :class:`AppContext` first (testable without a server); :func:`build_app` binds
 them to the components. Stable API names for ``gradio_client``: ``/predict_image``,
 ``/predict_clip``, ``/decode_latent``, ``/relation_pair`` and ``/adapt``.
+
+Exposure: the app listens on 127.0.0.1 unless ``--host`` says otherwise, accepts uploads up to
+``--max-upload-mb``, keeps uploads and outputs in its own temporary folder (removed at exit), serves
+files only from that folder and the ``--examples`` folder, never fetches URLs for clients, and loads
+weights only through safetensors (no pickles). Adapted models are written only below ``--runs-dir``.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import dataclasses
 import functools
 import itertools
+import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -38,18 +47,35 @@ import cv2
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
+import torch
+from gradio.components.plot import PlotData
 from PIL import Image
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import nlrd
 from nlrd import viz
+from nlrd.adapt_session import (
+    AdaptSession,
+    Report,
+    SessionSettings,
+    TargetData,
+    available_terms,
+    builtin_target_data,
+    default_settings,
+    target_style,
+    video_target_data,
+)
 from nlrd.data.images import as_rgb_uint8
-from nlrd.data.synthetic import demo_poses, get_style, render_clip, render_sample
-from nlrd.data.synthetic.render import bank_for_style
+from nlrd.data.synthetic import demo_poses, render_clip, render_sample
 from nlrd.data.synthetic.styles import Style
 from nlrd.data.video import iter_video, probe_video
 from nlrd.export import write_bvh, write_glb, write_json
 from nlrd.inference import PosePredictor, PoseResult
 from nlrd.metrics import mpjpe
+from nlrd.priors import CHECKPOINT_DIR
+from nlrd.stages.adapt import AdaptStageConfig
 from nlrd.transforms import RELATIONS, Relation, get_relation
 
 # ----------------------------------------------------------------------------- settings
@@ -74,11 +100,16 @@ EXAMPLE_IMAGE_SIZE = 256  # synthetic photo examples
 EXAMPLE_CLIP_SIZE = 224  # synthetic clip example
 EXAMPLE_SEED = 7
 PREVIEW_FRAMES, PREVIEW_SPACING_M = 8, 0.9  # GLB viewer: a film strip of a clip (frames, metres apart)
-STATE_TTL_S = 3600  # per-user state (thumbnails, sequences) is dropped after an hour
+STATE_TTL_S = 3600  # per-user state (thumbnails, sequences, an adapted G) is dropped after an hour
+ADAPT_SOURCES = ("built-in synthetic target clips", "my videos")
+ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each)
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a run folder: one plain name below --runs-dir
+DEFAULT_RUNS_DIR = "runs/app"
 
 # uirevision values: a figure re-sent with the same value keeps the user's camera (plotly's react).
 UIREV_PREDICT, UIREV_EXPLORE, UIREV_NEAREST, UIREV_INTERP = "predict", "explore", "nearest", "interp"
 UIREV_RELATION, UIREV_PCA = "relation", "relation-pca"
+UIREV_ADAPT_LOSS, UIREV_ADAPT_ERR, UIREV_ADAPT_CMP = "adapt-loss", "adapt-error", "adapt-compare"
 
 TAB_IDS = {"predict": "Predict", "explore": "Latent explorer", "relations": "Relations", "adapt": "Adapt", "about": "About"}
 
@@ -123,6 +154,12 @@ class AppContext:
     clip_examples: list[str] = field(default_factory=list)
     examples_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    runs_dir: Path = field(default_factory=lambda: Path(DEFAULT_RUNS_DIR).resolve())  # adapted models go below it
+    protected_dirs: list[Path] = field(default_factory=lambda: [CHECKPOINT_DIR])  # never written (shipped weights)
+    # The explorer's figure, serialised once: a slider move only refills the coordinates (see viz.PoseFigureTemplate).
+    explore_template: viz.PoseFigureTemplate | None = None
+    adapt_data: dict[str, TargetData] = field(default_factory=dict)  # built-in target clips, rendered on first use
+    adapt_data_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def latent_dim(self) -> int:
@@ -182,17 +219,6 @@ class RelationView:
 
 
 # ----------------------------------------------------------------------------- start-up
-def _example_style() -> Style:
-    """The target style (photo backgrounds from the data folder) or, without that folder, the same
-    style over procedural backgrounds: examples must work on a fresh clone with no outside data."""
-    style = get_style("target")
-    try:
-        bank_for_style(style, None)
-        return style
-    except ValueError:
-        return dataclasses.replace(style, background="procedural")
-
-
 def _write_webm(path: Path, frames: np.ndarray, fps: float) -> Path:
     """Write RGB frames as VP8 WebM: browsers play it and OpenCV writes it without an ffmpeg binary."""
     h, w = frames.shape[1:3]
@@ -278,42 +304,52 @@ def build_context(
         ex_dir = Path(examples_dir).expanduser().resolve()
         if not ex_dir.is_dir():
             raise ValueError(f"examples folder {str(examples_dir)!r} does not exist")
-    # Bank: decoded prior samples (not shipped mocap), re-encoded so the PCA shows the encoder's latents.
-    bank_joints = predictor.decode(predictor.sample(bank_size, seed=0)).astype(np.float32)
-    bank_z = predictor.encode(bank_joints).astype(np.float32)
-    timings["bank_s"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    influence = joint_influence(predictor)
-    motion_bank_v = None
-    if predictor.motion is not None and motion_bank_size > 1:
-        seqs = predictor.motion.decode(predictor.motion.sample(motion_bank_size, seed=0))
-        motion_bank_v = predictor.motion.encode(seqs).astype(np.float32)
-    timings["influence_motion_s"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    style = _example_style()
-    images, clips = (
-        _synthetic_examples(predictor, style, tmp / "examples", synthetic_examples) if synthetic_examples > 0 else ([], [])
-    )
+
+    def examples() -> tuple[Style, list[str], list[str]]:
+        t = time.perf_counter()
+        # Photo backgrounds from the data folder, else procedural ones: examples work on a fresh clone.
+        st = target_style()
+        found = _synthetic_examples(predictor, st, tmp / "examples", synthetic_examples) if synthetic_examples > 0 else ([], [])
+        timings["examples_s"] = time.perf_counter() - t
+        return st, *found
+
+    # The examples (reading the background photos, rendering) run beside the latent banks (torch):
+    # the two overlap on two cores, which shortens start-up.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rendered = pool.submit(examples)
+        # Bank: decoded prior samples (not shipped mocap), re-encoded so the PCA shows the encoder's latents.
+        bank_joints = predictor.decode(predictor.sample(bank_size, seed=0)).astype(np.float32)
+        bank_z = predictor.encode(bank_joints).astype(np.float32)
+        timings["bank_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        influence = joint_influence(predictor)
+        motion_bank_v = None
+        if predictor.motion is not None and motion_bank_size > 1:
+            seqs = predictor.motion.decode(predictor.motion.sample(motion_bank_size, seed=0))
+            motion_bank_v = predictor.motion.encode(seqs).astype(np.float32)
+        timings["influence_motion_s"] = time.perf_counter() - t1
+        style, images, clips = rendered.result()
     if ex_dir is not None:
         user_images, user_clips = _scan_examples(ex_dir)
         images, clips = user_images + images, user_clips + clips
-    timings["examples_s"] = time.perf_counter() - t2
     # Trim the 1 % most extreme bank poses from the explorer's range so a single outlier does not shrink the view.
     extent = np.abs(bank_joints).max(axis=(1, 2))
     typical = bank_joints[extent <= np.quantile(extent, 0.99)]
+    explore_range = viz.axis_ranges(typical)
     return AppContext(
         predictor=predictor, temp_dir=tmp, style=style, bank_z=bank_z, bank_joints=bank_joints,
-        explore_range=viz.axis_ranges(typical), influence=influence, motion_bank_v=motion_bank_v,
+        explore_range=explore_range, influence=influence, motion_bank_v=motion_bank_v,
         image_examples=images, clip_examples=clips, examples_dir=ex_dir, timings=timings,
+        explore_template=viz.PoseFigureTemplate("decoded pose", axis_range=explore_range, uirevision=UIREV_EXPLORE),
     )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- small helpers
-def _error(exc: Exception, upload: str | None = None) -> gr.Error:
-    """A ValueError from nlrd as a message for the user (the server's upload folder left out of it)."""
+def _error(exc: Exception, upload: str | Sequence[str] | None = None) -> gr.Error:
+    """A ValueError from nlrd as a message for the user (the server's upload folders left out of it)."""
     msg = str(exc)
-    if upload:
-        msg = msg.replace(str(Path(upload).parent) + "/", "")
+    for path in [upload] if isinstance(upload, str) else (upload or []):
+        msg = msg.replace(str(Path(path).parent) + os.sep, "")
     return gr.Error(msg)
 
 
@@ -536,14 +572,20 @@ def toggle_play(playing: bool) -> tuple[bool, gr.Timer, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- Latent explorer handlers
-def decode_latent(ctx: AppContext, *z: float) -> go.Figure:
-    """API ``/decode_latent``: 32 latent values in [-1, 1] -> the decoded pose's 3D figure."""
+def decode_latent(ctx: AppContext, *z: float) -> PlotData:
+    """API ``/decode_latent``: 32 latent values in [-1, 1] -> the decoded pose's 3D figure.
+
+    The slider path: the figure's JSON is written straight from the explorer's template (the same
+    figure ``viz.pose_figure`` builds, without building and validating plotly objects per move).
+    """
     try:
         zv = _latent_vector(z, ctx.latent_dim)
         joints = ctx.predictor.decode(zv[None])[0]
     except ValueError as exc:
         raise _error(exc) from None
-    return viz.pose_figure(joints, labels="decoded pose", axis_range=ctx.explore_range, uirevision=UIREV_EXPLORE)
+    if ctx.explore_template is None:
+        ctx.explore_template = viz.PoseFigureTemplate("decoded pose", axis_range=ctx.explore_range, uirevision=UIREV_EXPLORE)
+    return PlotData(type="plotly", plot=ctx.explore_template.to_json(joints))
 
 
 def random_latent(ctx: AppContext, seed: Any) -> list[float]:
@@ -807,15 +849,213 @@ def next_seed(seed: Any) -> int:
         return 0
 
 
-# ----------------------------------------------------------------------------- Adapt (placeholder)
-ADAPT_MESSAGE = ("Adaptation sessions arrive with the adaptation stage: this endpoint and tab will run "
-                 "non-local relation distillation on your own unlabelled photos or clips (GPU when present, CPU "
-                 "otherwise) with live loss curves, without ever overwriting the shipped weights.")  # fmt: skip
+# ----------------------------------------------------------------------------- Adapt handlers
+ADAPT_INTRO = (
+    "Adapt the image model G to new footage **without labels**. A copy of G trains on unlabelled target "
+    "clips (only its middle block, `layer2`, as in the paper) with the terms you pick: **lcr** / **hcr** "
+    "(contrastive consistency of frames / motions under photometric changes) and the **relations** whose "
+    "networks are shipped (the non-local relation distillation: G's latent for a flipped or rotated image "
+    "must equal the relation network applied to G's latent for the original). One Adam per term, stepped in "
+    "turn; the learning rate is the relation terms' (the contrastive terms keep the recipe's ratio to it). "
+    "The built-in clips are labelled synthetic target-style renders of held-out poses, so the target "
+    "error is measured on a fixed set of 64 renders; your own videos have no labels, so only how far the "
+    "predictions moved is shown. The app keeps predicting with the shipped weights; save the adapted G to a "
+    "run folder to use it. One session runs at a time (others wait in the queue)."
+)
 
 
-def adapt(ctx: AppContext, *args: Any) -> str:
-    """API ``/adapt`` (placeholder): says that adaptation is not available yet."""
-    return ADAPT_MESSAGE
+def adapt_devices() -> list[str]:
+    """Where a session can train: the CPU, and CUDA when a GPU is visible."""
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def adapt_defaults(ctx: AppContext, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Terms and steps of a default session on ``device`` (follows the device choice: CPU gets a smaller budget)."""
+    try:
+        s = default_settings(ctx.predictor, str(device))
+    except ValueError as exc:
+        raise _error(exc) from None
+    return gr.update(value=list(s.terms)), gr.update(value=s.steps)
+
+
+def _adapt_settings(ctx: AppContext, terms: Any, steps: Any, learning_rate: Any, device: Any) -> SessionSettings:
+    """The UI / API values as checked session settings (a gr.Error says what is wrong)."""
+    try:
+        n = int(float(steps))
+        lr = None if learning_rate in (None, "") else float(learning_rate)
+    except (TypeError, ValueError):
+        raise gr.Error(f"steps must be a whole number and the learning rate a number, got {steps!r} and "
+                       f"{learning_rate!r}") from None  # fmt: skip
+    names = [t.strip() for t in terms.split(",")] if isinstance(terms, str) else [str(t) for t in (terms or [])]
+    usable = available_terms(ctx.predictor)
+    unknown = [t for t in names if t not in usable]
+    if unknown:
+        raise gr.Error(f"unknown adaptation terms {unknown}; available: {usable}")
+    try:
+        base = default_settings(ctx.predictor, str(device or "auto"))
+        settings = SessionSettings(tuple(names), n, lr, base.device, eval_every=max(1, -(-n // 6)),
+                                   report_seconds=base.report_seconds)  # fmt: skip
+        return settings.checked()
+    except ValueError as exc:
+        raise _error(exc) from None
+
+
+def _adapt_target(ctx: AppContext, source: str, videos: Any, progress: Callable[..., Any]) -> TargetData:
+    """The session's target clips: the built-in renders (made once, on first use) or the uploaded videos."""
+    if source == ADAPT_SOURCES[1]:
+        paths = [str(v) for v in (videos or [])]
+        if not paths:
+            raise gr.Error("Add one or more videos (each at least 2 s long), or choose the built-in clips.")
+        progress(0.0, desc="tracking the person in your videos")
+        try:
+            return video_target_data(paths, ctx.predictor.image_size)
+        except ValueError as exc:
+            raise _error(exc, paths) from None
+    if source != ADAPT_SOURCES[0]:
+        raise gr.Error(f"clips source must be one of {list(ADAPT_SOURCES)}, got {source!r}")
+    with ctx.adapt_data_lock:
+        if "builtin" not in ctx.adapt_data:
+            progress(0.0, desc="rendering the built-in target clips (first session only)")
+            ctx.adapt_data["builtin"] = builtin_target_data(ctx.predictor.image_size, ctx.style)
+        return ctx.adapt_data["builtin"]
+
+
+def _adapt_loss_figure(report: Report | None) -> go.Figure:
+    """Per-term loss curves (log scale: the contrastive and relation losses differ by an order of magnitude)."""
+    if report is None or not any(report.losses.values()):
+        return _message_figure("Per-term losses appear here while a session runs.", height=300)
+    return viz.loss_curves_figure(report.losses, title="Loss per term", log_y=True, y_title="loss (log scale)",
+                                  uirevision=UIREV_ADAPT_LOSS, height=300)  # fmt: skip
+
+
+def _adapt_error_figure(report: Report | None, labelled: bool = True) -> go.Figure:
+    """Target error (MPJPE, mm) on the fixed labelled renders, before step 0 and every few steps."""
+    if not labelled:
+        return _message_figure("Your videos have no 3D labels, so there is no target error:\n"
+                               "the comparison below shows how the predictions moved.", height=300)  # fmt: skip
+    if report is None or not report.errors:
+        return _message_figure("The target error appears after the first evaluation.", height=300)
+    fig = viz.loss_curves_figure({"target MPJPE": report.errors}, title="Target error (labelled target renders)",
+                                 y_title="MPJPE (mm)", uirevision=UIREV_ADAPT_ERR, height=300)  # fmt: skip
+    fig.update_traces(line={"color": "#d62728"})
+    return fig
+
+
+def _adapt_status(report: Report, session: AdaptSession) -> str:
+    """One status line: step, time, latest losses, target error so far."""
+    state = {"evaluating": "Evaluating the starting G", "training": "Adapting", "done": "**Done**",
+             "cancelled": "**Cancelled**"}.get(report.phase, report.phase)  # fmt: skip
+    parts = [f"{state}: step **{report.step} / {report.steps}** · {report.seconds:.0f} s on {session.device.type}"]
+    losses = report.latest_losses()
+    if losses:
+        parts.append(" · ".join(f"{k} {v:.3g}" for k, v in losses.items()))
+    if report.errors:
+        first, last = report.errors[0][1], report.errors[-1][1]
+        parts.append(f"target error {first:.1f} → {last:.1f} mm")
+    return "  \n".join(parts)
+
+
+def _adapt_comparison(session: AdaptSession) -> tuple[go.Figure, list[tuple[np.ndarray, str]]]:
+    """Before / after skeletons on the same evaluation frames (with the ground truth when labelled), and those frames."""
+    c = session.comparison(ADAPT_COMPARE_FRAMES)
+    after = f"after {session.step} steps"
+    if c["truth"] is not None:
+        groups = [[t, b, a] for t, b, a in zip(c["truth"], c["before"], c["after"], strict=True)]
+        labels, colours = ["ground truth", "before (starting G)", after], ["#404040", "#ff7f0e", "#1f77b4"]
+        errors = zip(c["index"], c["before_mm"], c["after_mm"], strict=True)
+        titles = [f"frame {i}: {eb:.0f} → {ea:.0f} mm" for i, eb, ea in errors]
+    else:
+        groups = [[b, a] for b, a in zip(c["before"], c["after"], strict=True)]
+        labels, colours = ["before (starting G)", after], ["#ff7f0e", "#1f77b4"]
+        moved = np.linalg.norm(c["after"] - c["before"], axis=-1).mean(axis=-1)
+        titles = [f"frame {i}: moved {m:.0f} mm" for i, m in zip(c["index"], moved, strict=True)]
+    fig = viz.pose_comparison_figure(groups, labels, colours, titles=titles, uirevision=UIREV_ADAPT_CMP, height=360)
+    return fig, [(img, t) for img, t in zip(c["images"], titles, strict=True)]
+
+
+def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: list[str] | str, steps: float,
+          learning_rate: float | None, device: str,
+          progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008  # fmt: skip
+    """API ``/adapt``: run one self-adaptation session; the final result is its JSON summary.
+
+    Args (API): clips source (``"built-in synthetic target clips"`` or ``"my videos"``), videos (files,
+    for "my videos"), terms (a list, or a comma-separated string), steps, learning rate (None: the
+    recipe's), device (``"cpu"`` or ``"cuda"``).
+
+    Yields (summary JSON, loss figure, target-error figure, before / after figure, status, session
+    state) while it runs; only the last yield carries the summary (before / after target error,
+    final losses, steps done).
+    """
+    settings = _adapt_settings(ctx, terms, steps, learning_rate, device)
+    data = _adapt_target(ctx, clips_source, videos, progress)
+    try:
+        session = AdaptSession(ctx.predictor, data, settings)
+    except ValueError as exc:
+        raise _error(exc) from None
+    progress(0.0, desc="evaluating the starting G")
+    yield (gr.skip(), _adapt_loss_figure(None), _adapt_error_figure(None, data.labelled), gr.skip(),
+           f"Starting: {data.description}.", session)  # fmt: skip
+    report: Report | None = None
+    try:
+        for report in session.run():
+            progress((report.step, report.steps), desc="adapting", unit="steps")
+            if not report.finished:
+                yield (gr.skip(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled), gr.skip(),
+                       _adapt_status(report, session), session)  # fmt: skip
+    except ValueError as exc:
+        raise _error(exc) from None
+    assert report is not None
+    compare, _ = _adapt_comparison(session)
+    yield (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled), compare,
+           _adapt_status(report, session) + "  \nSave the adapted G to a run folder below to keep it.", session)  # fmt: skip
+
+
+def adapt_frames(ctx: AppContext, session: AdaptSession | None) -> Any:
+    """The compared evaluation frames with their before → after errors (follow-up of /adapt)."""
+    if session is None:
+        return gr.skip()
+    return _adapt_comparison(session)[1]
+
+
+def cancel_adaptation(ctx: AppContext, session: AdaptSession | None) -> tuple[Any, ...]:
+    """Cancel button: stop the running session after its current step and show where it got to.
+
+    The button also cancels the /adapt event itself (``cancels=``), which removes a session still
+    waiting in the queue and stops streaming updates; this handler then shows the final state.
+    """
+    if session is None or session.phase not in ("evaluating", "training"):
+        return (gr.skip(),) * 6 + ("No adaptation was running (a waiting one is taken out of the queue).",)
+    session.cancel()
+    session.stopped.wait(timeout=120)
+    report = session.report()
+    fig, frames = _adapt_comparison(session)
+    return (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, session.data.labelled), fig, frames,
+            session, _adapt_status(report, session) + "  \nThe adapted G as it is now can still be saved.")  # fmt: skip
+
+
+def _shown_path(path: Path) -> Path:
+    """A path as people see it: relative to the working folder when inside it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def save_adaptation(ctx: AppContext, session: AdaptSession | None, run_name: str) -> str:
+    """Save the session's adapted G as ``<runs dir>/<run name>/adapted_g.safetensors`` (never into the shipped checkpoints)."""
+    if session is None:
+        raise gr.Error("Run an adaptation first.")
+    name = (run_name or "").strip()
+    if not RUN_NAME.fullmatch(name):
+        raise gr.Error("Name the run folder with letters, digits, '.', '_' or '-' (up to 64, no slashes): "
+                       f"it is created below {ctx.runs_dir.name}/.")  # fmt: skip
+    try:
+        path = session.save(ctx.runs_dir / name, protected=ctx.protected_dirs)
+    except ValueError as exc:
+        raise _error(exc) from None
+    return (f"Saved the adapted G (step {session.step}) to `{_shown_path(path)}` with a JSON sidecar. Load it with "
+            "`nlrd.inference.load_image_encoder`, or put it beside the priors as `adapted_g.safetensors`: "
+            "`PosePredictor.from_pretrained` prefers it to Gs.")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- About
@@ -908,12 +1148,23 @@ def _header(ctx: AppContext) -> str:
             f"{p.meta.get('image_checkpoint', '?')} · {motion} · {p.device}")  # fmt: skip
 
 
-def build_app(predictor: PosePredictor, examples_dir: str | None = None) -> gr.Blocks:
+def build_app(predictor: PosePredictor, examples_dir: str | None = None, *, temp_dir: str | Path | None = None,
+              runs_dir: str | Path = DEFAULT_RUNS_DIR, checkpoints_dir: str | Path | None = None) -> gr.Blocks:  # fmt: skip
     """The Gradio app over a loaded predictor (start-up work: :func:`build_context`).
+
+    Args:
+        predictor: the loaded model.
+        examples_dir: the user's photos / clips offered as examples.
+        temp_dir: exports, examples and uploads; default a fresh folder removed at exit.
+        runs_dir: the Adapt tab saves adapted models in named folders below it.
+        checkpoints_dir: the weights folder the predictor came from; never written (nor is the shipped one).
 
     The returned Blocks carries the context as ``demo.nlrd_context`` (for :func:`launch_app`).
     """
-    ctx = build_context(predictor, examples_dir)
+    ctx = build_context(predictor, examples_dir, temp_dir=temp_dir)
+    ctx.runs_dir = Path(runs_dir).expanduser().resolve()
+    if checkpoints_dir is not None:
+        ctx.protected_dirs.append(Path(checkpoints_dir).expanduser().resolve())
     return build_blocks(ctx)
 
 
@@ -1066,9 +1317,45 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
 
             # ------------------------------------------------------------------ Adapt
             with gr.Tab("Adapt", id="adapt"):
-                gr.Markdown("### Self-adaptation\n" + ADAPT_MESSAGE)
-                adapt_btn = gr.Button("Start an adaptation session", interactive=True)
-                adapt_out = gr.Markdown(label="adaptation status")
+                defaults = default_settings(ctx.predictor, "auto")
+                with gr.Accordion("What happens in a session", open=False):
+                    gr.Markdown(ADAPT_INTRO)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=340):
+                        adapt_src = gr.Radio(list(ADAPT_SOURCES), value=ADAPT_SOURCES[0], label="Target clips")
+                        adapt_videos = gr.File(file_count="multiple", file_types=["video"], type="filepath", height=150,
+                                               label="Your videos (for 'my videos'; person tracked and cropped)")  # fmt: skip
+                        adapt_terms = gr.CheckboxGroup(available_terms(ctx.predictor), value=list(defaults.terms),
+                                                       label="Terms (stepped in turn)", elem_id="adapt-terms")  # fmt: skip
+                        with gr.Row():
+                            adapt_steps = gr.Number(defaults.steps, label="steps", precision=0, minimum=1, maximum=5000,
+                                                    min_width=90, elem_id="adapt-steps")  # fmt: skip
+                            adapt_lr = gr.Number(AdaptStageConfig().lr_relation, label="learning rate", minimum=0, min_width=110)
+                            adapt_device = gr.Radio(adapt_devices(), value=defaults.device, label="device", min_width=110)
+                        with gr.Row():
+                            adapt_btn = gr.Button("Start adaptation", variant="primary")
+                            adapt_cancel = gr.Button("Cancel", variant="stop")
+                        adapt_status_md = gr.Markdown("Pick the clips and terms, then *Start adaptation*. A default CPU "
+                                                      f"session ({defaults.steps} steps) takes about a minute.",
+                                                      elem_id="adapt-status")  # fmt: skip
+                        with gr.Row(equal_height=True):
+                            adapt_run = gr.Textbox(label=f"Run folder (below {_shown_path(ctx.runs_dir)}/)",
+                                                   placeholder="my_adaptation", scale=3, min_width=150)  # fmt: skip
+                            adapt_save = gr.Button("Save adapted G", scale=1, min_width=120)
+                        adapt_save_md = gr.Markdown()
+                    with gr.Column(scale=4):
+                        with gr.Row(equal_height=True):
+                            adapt_loss_plot = gr.Plot(_adapt_loss_figure(None), label="Losses", elem_id="adapt-loss-plot")
+                            adapt_err_plot = gr.Plot(_adapt_error_figure(None), label="Target error", elem_id="adapt-error-plot")
+                        adapt_cmp_plot = gr.Plot(_message_figure("Before / after skeletons on the same frames appear when "
+                                                                 "a session ends.", height=300),
+                                                 label="Before / after on the same target frames (drag to orbit)",
+                                                 elem_id="adapt-compare-plot")  # fmt: skip
+                        adapt_frames_gallery = gr.Gallery(label="The compared frames", columns=ADAPT_COMPARE_FRAMES, height=200,
+                                                          object_fit="contain", allow_preview=False)  # fmt: skip
+                        with gr.Accordion("Session summary (JSON)", open=False):
+                            adapt_summary = gr.JSON(label="summary")
+                adapt_state = gr.State(None, time_to_live=STATE_TTL_S)
 
             # ------------------------------------------------------------------ About
             with gr.Tab("About", id="about"):
@@ -1094,8 +1381,10 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                         api_visibility="private", trigger_mode="once", show_progress="hidden")  # fmt: skip
 
         # ---------------------------------------------------------------------- events: Latent explorer
+        # Outside the queue: the browser sends a slider move as one HTTP request (no queue join + event
+        # stream round trip); decoding is a few ms and thread-safe, so nothing needs to wait in line.
         gr.on([s.input for s in sliders], b(decode_latent), sliders, explore_plot, api_name="decode_latent",
-              trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+              trigger_mode="always_last", show_progress="hidden", queue=False)  # fmt: skip
         # The random button first moves to the next seed, so the seed shown is the one of the pose shown.
         random_event = random_btn.click(next_seed, [seed_in], [seed_in], api_visibility="private", queue=False).then
         for event, fn, inputs in ((random_event, random_latent, [seed_in]), (seed_in.submit, random_latent, [seed_in]),
@@ -1137,7 +1426,17 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                        api_visibility="private", trigger_mode="once", show_progress="hidden")  # fmt: skip
 
         # ---------------------------------------------------------------------- events: Adapt, About, load
-        adapt_btn.click(b(adapt), None, adapt_out, api_name="adapt", concurrency_limit=1)
+        # One session at a time across all users: a second /adapt waits in the queue (its rank shows).
+        adapt_event = adapt_btn.click(
+            b(adapt), [adapt_src, adapt_videos, adapt_terms, adapt_steps, adapt_lr, adapt_device],
+            [adapt_summary, adapt_loss_plot, adapt_err_plot, adapt_cmp_plot, adapt_status_md, adapt_state],
+            api_name="adapt", concurrency_limit=1, concurrency_id="adapt", show_progress_on=[adapt_status_md])  # fmt: skip
+        adapt_event.success(b(adapt_frames), [adapt_state], adapt_frames_gallery, api_visibility="private")
+        adapt_cancel.click(b(cancel_adaptation), [adapt_state],
+                           [adapt_summary, adapt_loss_plot, adapt_err_plot, adapt_cmp_plot, adapt_frames_gallery, adapt_state,
+                            adapt_status_md], cancels=[adapt_event], api_visibility="private")  # fmt: skip
+        adapt_device.input(b(adapt_defaults), [adapt_device], [adapt_terms, adapt_steps], api_visibility="private")
+        adapt_save.click(b(save_adaptation), [adapt_state, adapt_run], adapt_save_md, api_visibility="private")
         for tab, btn in go_buttons.items():
             btn.click(_goto(tab), None, tabs, api_visibility="private", queue=False)
         # First visit: show the first relation pair so the tab is never empty.
@@ -1148,22 +1447,48 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
 
 
 # ----------------------------------------------------------------------------- launch
+_URL_FILE_ROUTE = re.compile(r"/file[=/]+[a-z][a-z0-9+.-]+:", re.IGNORECASE)
+
+
+class RefuseUrlFiles:
+    """ASGI middleware: answer 403 to ``/file=<url>`` requests.
+
+    Gradio's file route fetches a public http(s) URL server-side and streams it back; this app never
+    needs that, and a local tool should not act as a fetcher for whoever reaches it. (A one-letter
+    scheme is a Windows drive, a local path, and is left to Gradio's own allow-list.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _URL_FILE_ROUTE.search(scope.get("path", "")):
+            await PlainTextResponse("File not allowed.", status_code=403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, max_upload_mb: float = 50.0,
                prevent_thread_lock: bool = False, quiet: bool = False) -> tuple[Any, str, str]:  # fmt: skip
-    """Queue and launch ``demo`` with the app's theme and CSS, serving only its temp dir and examples folder."""
+    """Queue and launch ``demo`` with the app's theme and CSS, serving only its temp dir and examples folder.
+
+    Hardening: uploads above ``max_upload_mb`` are refused; no share link, server-side rendering,
+    MCP server, monitoring dashboard or run history (no extra routes, nothing stored or sent
+    elsewhere); URL fetches through the file route are refused (:class:`RefuseUrlFiles`).
+    """
     ctx: AppContext = demo.nlrd_context  # type: ignore[attr-defined]
     allowed = [str(ctx.temp_dir)] + ([str(ctx.examples_dir)] if ctx.examples_dir else [])
     demo.queue()
     return demo.launch(
         server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024), allowed_paths=allowed,
         prevent_thread_lock=prevent_thread_lock, quiet=quiet, theme=gr.themes.Soft(primary_hue="blue"), css=CSS,
-        footer_links=["api", "gradio"],
+        footer_links=["api", "gradio"], share=False, ssr_mode=False, mcp_server=False, enable_monitoring=False,
+        run_history=False, app_kwargs={"middleware": [Middleware(RefuseUrlFiles)]},
     )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: load the predictor once, build the app, serve it."""
-    t0 = time.perf_counter()
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python app.py``."""
     parser = argparse.ArgumentParser(description="NLRD app: 3D human pose from photos and clips")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 to share on the network)")
     parser.add_argument("--port", type=int, default=7860)
@@ -1171,14 +1496,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", default=None, help="folder with the weights (default: the shipped checkpoints/)")
     parser.add_argument("--examples", default=None, help="folder of your photos / clips to offer as examples")
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest accepted upload, MB")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="the Adapt tab saves adapted models in folders below it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: load the predictor once, build the app, serve it."""
+    t0 = time.perf_counter()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.examples is not None and not Path(args.examples).expanduser().is_dir():
         parser.error(f"--examples: folder {args.examples!r} does not exist")
     if args.max_upload_mb <= 0:
         parser.error("--max-upload-mb must be positive")
+    runs = Path(args.runs_dir).expanduser().resolve()
+    if any(runs.is_relative_to(p.resolve()) for p in [CHECKPOINT_DIR] + ([Path(args.checkpoints)] if args.checkpoints else [])):
+        parser.error("--runs-dir must not be inside a checkpoints folder (the shipped weights are never written)")
     try:
         predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
-        demo = build_app(predictor, args.examples)
+    except ValueError as exc:
+        parser.error(str(exc))
+    # One private temp folder for exports, examples and Gradio's uploads, removed at exit: the file
+    # routes then serve this app's files only, never what other Gradio apps left in the shared default.
+    tmp = Path(tempfile.mkdtemp(prefix="nlrd-app-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp / "uploads")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(tmp / "examples_cache")
+    try:
+        demo = build_app(predictor, args.examples, temp_dir=tmp, runs_dir=runs, checkpoints_dir=args.checkpoints)
     except ValueError as exc:
         parser.error(str(exc))
     # SIGTERM (service managers, test harnesses) exits like Ctrl-C, so atexit removes the temp dir.

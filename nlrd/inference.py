@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlrd.checkpoint import load_checkpoint, load_into
+from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.crop import crop_square, square_box
 from nlrd.data.detection import PersonTrack, detect_person, track_person, validate_box
 from nlrd.data.images import as_rgb_uint8
@@ -298,7 +298,7 @@ class PosePredictor:
         if isinstance(frames, str | os.PathLike):
             path = Path(frames)
             info = probe_video(path)
-            fps = fps or info.fps
+            fps = info.fps if fps is None else fps
             total = info.frames or None
             if max_side and max(info.width, info.height) > max_side:
                 scale = max_side / float(max(info.width, info.height))
@@ -308,10 +308,13 @@ class PosePredictor:
                 raise ValueError(f"frames: expected (T, H, W, 3), got {frames.shape}")
             source = stack_frames(frames)
             total = len(source)
-        else:
+        elif isinstance(frames, Iterable):
             source = stack_frames(list(frames))  # also checks that all frames have one size
             total = len(source)
-        fps = float(fps or 30.0)
+        else:
+            raise ValueError("frames: expected a video path, a (T, H, W, 3) array or a list of frames, "
+                             f"got {type(frames).__name__}")
+        fps = 30.0 if fps is None else float(fps)
         if not (np.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, got {fps!r}")
         user_box = None if box is None else _box_array(box) * scale
@@ -449,7 +452,7 @@ def load_image_encoder(path: str | os.PathLike[str]) -> ImageEncoder:
     ck = load_checkpoint(path)
     if ck.meta["stage"] not in ("source", "oracle", "adapt"):
         raise ValueError(f"{str(path)!r} holds stage {ck.meta['stage']!r}, not an image model (source, oracle or adapt)")
-    enc = build_image_encoder(config_from_dict(ImageEncoderConfig, ck.meta["config"]["model"]))
+    enc = build_image_encoder(config_from_dict(ImageEncoderConfig, model_config(ck)))
     load_into(enc, ck, prefix="encoder.")
     return enc.eval()
 
@@ -463,7 +466,7 @@ def load_relation_nets(folder: Path) -> dict[str, RelationNet]:
         ck = load_checkpoint(path)
         if not ck.meta["stage"].startswith("relation:"):
             continue
-        net = RelationNet(config_from_dict(RelationNetConfig, ck.meta["config"]["model"]))
+        net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
         load_into(net, ck, prefix="net.")
         nets[ck.meta["config"]["relation"]] = net.eval()
     return nets

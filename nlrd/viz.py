@@ -24,6 +24,7 @@ This module imports no model code: only numpy, plotly, OpenCV and :mod:`nlrd.ske
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,8 @@ __all__ = [
     "latent_pca_figure",
     "loss_curves_figure",
     "pca_2d",
+    "PoseFigureTemplate",
+    "pose_comparison_figure",
     "pose_figure",
     "pose_grid",
     "poses_side_by_side",
@@ -527,6 +530,87 @@ def pose_grid(
     )
     fig.update_scenes(**_scene_layout(axis_ranges(arr), ticks=False))
     return fig
+
+
+def pose_comparison_figure(
+    groups: Sequence[Sequence[np.ndarray]],
+    labels: Sequence[str],
+    colours: Sequence[str] | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+    skeleton: Skeleton = H36M_17,
+    uirevision: Any = "comparison",
+    height: int = DEFAULT_HEIGHT,
+) -> go.Figure:
+    """A row of 3D scenes, each overlaying the same kinds of pose for one frame (e.g. ground truth,
+    before and after adaptation).
+
+    Args:
+        groups: one entry per scene (frame), each a list of K poses (J, 3) mm in the order of ``labels``.
+        labels: the K pose kinds; one legend entry each, which toggles that kind in every scene.
+        colours: K '#rrggbb' base colours (default: dark grey, then :data:`POSE_COLOURS`).
+        titles: one caption per scene.
+        uirevision: see :func:`pose_figure`.
+
+    Returns:
+        A figure with 4 traces per pose (scene by scene, kinds in order) and one axis range shared
+        by all scenes, so sizes compare directly.
+    """
+    n, k = len(groups), len(labels)
+    if n == 0 or n > MAX_SCENES:
+        raise ValueError(f"groups must hold 1 to {MAX_SCENES} scenes (one WebGL scene each), got {n}")
+    arrs = [_check_poses(list(g), skeleton, f"groups[{i}]") for i, g in enumerate(groups)]
+    if any(len(a) != k for a in arrs):
+        raise ValueError(f"every group must hold {k} poses (one per label), got {[len(a) for a in arrs]}")
+    cols = list(colours) if colours is not None else ["#404040", *POSE_COLOURS][:k]
+    if len(cols) != k:
+        raise ValueError(f"colours must hold {k} entries (one per label), got {len(cols)}")
+    names = _names(titles, n, [""] * n, "titles")
+    fig = make_subplots(rows=1, cols=n, specs=[[{"type": "scene"}] * n], subplot_titles=names, horizontal_spacing=0.01)
+    for i, (poses, scene) in enumerate(zip(arrs, _scene_names(n), strict=True)):
+        for pose, label, colour in zip(poses, labels, cols, strict=True):
+            traces = _pose_traces(pose, skeleton, label=str(label), palette=_palette(colour), side_legend=False,
+                                  showlegend=i == 0, scene=scene, marker_size=3.0, line_width=5.0)  # fmt: skip
+            for tr in traces:
+                tr.legendgroup = str(label)  # one legend entry toggles this kind in every scene
+            fig.add_traces(traces)
+    fig.update_layout(**_base_layout(title, height, uirevision))
+    fig.update_layout(margin={"t": 48 if title else 28},
+                      legend={"orientation": "h", "x": 0.0, "y": 0.0, "yanchor": "top"})  # fmt: skip
+    fig.update_scenes(**_scene_layout(axis_ranges(*arrs), ticks=False))
+    return fig
+
+
+class PoseFigureTemplate:
+    """The JSON of :func:`pose_figure` for one pose in a fixed layout, written without plotly objects.
+
+    Building plotly objects validates every property (tens of milliseconds per figure); a view that
+    redraws one pose per slider move only needs new coordinates. The figure is built once with
+    :func:`pose_figure` and its layout serialised once; :meth:`to_json` then writes the four traces
+    of a new pose (left, right, centre bones and joints, as :func:`pose_figure` draws them) around
+    that layout in well under a millisecond. The result equals ``pose_figure(...).to_json()``.
+
+    Args:
+        label: legend / hover name of the pose.
+        axis_range: the fixed display ranges (:func:`axis_ranges`); a template cannot refit them.
+        title, skeleton, uirevision, height: as :func:`pose_figure`.
+    """
+
+    def __init__(self, label: str = "pose", *, axis_range: Range3, title: str | None = None, skeleton: Skeleton = H36M_17,
+                 uirevision: Any = "pose", height: int = DEFAULT_HEIGHT) -> None:  # fmt: skip
+        self.skeleton = skeleton
+        fig = pose_figure(np.zeros((skeleton.num_joints, 3)), labels=label, title=title, skeleton=skeleton,
+                          axis_range=axis_range, uirevision=uirevision, height=height)  # fmt: skip
+        doc = json.loads(fig.to_json())
+        self._traces: list[dict[str, Any]] = doc["data"]
+        self._layout = json.dumps(doc["layout"], separators=(",", ":"))
+
+    def to_json(self, joints: np.ndarray) -> str:
+        """Plotly figure JSON (``{"data": [...], "layout": {...}}``) of one pose (J, 3) mm, camera frame."""
+        xyz = _pose_xyz(_check_pose(joints, self.skeleton), self.skeleton)
+        data = [{**trace, **xyz[key]} for trace, key in zip(self._traces, (*SIDES, "joints"), strict=True)]
+        return '{"data":' + json.dumps(data, separators=(",", ":")) + ',"layout":' + self._layout + "}"
 
 
 # ----------------------------------------------------------------------------- sequence figures

@@ -81,7 +81,8 @@ def write_corrupt_mp4(path: Path) -> Path:
     return path
 
 
-def start_server(checkpoints: Path, examples: Path | None, log: Path) -> tuple[subprocess.Popen, str, float]:
+def start_server(checkpoints: Path, examples: Path | None, log: Path,
+                 extra_args: list[str] | None = None) -> tuple[subprocess.Popen, str, float]:  # fmt: skip
     """Run app.py on a free port; returns (process, url, seconds until it served the page)."""
     import httpx
 
@@ -89,6 +90,8 @@ def start_server(checkpoints: Path, examples: Path | None, log: Path) -> tuple[s
     cmd = [sys.executable, str(REPO / "app.py"), "--checkpoints", str(checkpoints), "--port", str(port), "--device", "cpu"]
     if examples is not None:
         cmd += ["--examples", str(examples)]
+    # Adapted models from the client tests go to the log's folder, not into the repository.
+    cmd += ["--runs-dir", str(log.parent / "runs"), *(extra_args or [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -180,6 +183,13 @@ def _rgb(path: str) -> np.ndarray:
 
 def _trace_count(fig) -> int:
     return len(fig.data)
+
+
+def _figure(value) -> dict:
+    """A handler's plot output as the plotly JSON document (figures and pre-serialised PlotData alike)."""
+    from gradio.components.plot import PlotData
+
+    return json.loads(value.plot if isinstance(value, PlotData) else value.to_json())
 
 
 # ----------------------------------------------------------------------------- start-up work
@@ -282,14 +292,19 @@ def test_predict_clip_with_motion_refinement(app: ModuleType, motion_ctx, tmp_pa
 def test_decode_latent_figure_and_validation(app: ModuleType, ctx) -> None:
     import gradio as gr
 
+    from nlrd import viz
+
     d = ctx.latent_dim
-    fig = app.decode_latent(ctx, *([0.0] * d))
-    fig2 = app.decode_latent(ctx, *([0.5] * d))
-    assert _trace_count(fig) == 4 and fig.layout.uirevision == fig2.layout.uirevision == app.UIREV_EXPLORE
-    assert fig.layout.scene.zaxis.range == fig2.layout.scene.zaxis.range  # fixed range while dragging
-    assert fig.data[3].x != fig2.data[3].x
-    clipped = app.decode_latent(ctx, *([5.0] * d))  # outside the prior's support: clipped to 1
-    assert clipped.data[3].x == app.decode_latent(ctx, *([1.0] * d)).data[3].x
+    fig, fig2 = _figure(app.decode_latent(ctx, *([0.0] * d))), _figure(app.decode_latent(ctx, *([0.5] * d)))
+    assert len(fig["data"]) == 4 and fig["layout"]["uirevision"] == fig2["layout"]["uirevision"] == app.UIREV_EXPLORE
+    assert fig["layout"]["scene"]["zaxis"]["range"] == fig2["layout"]["scene"]["zaxis"]["range"]  # fixed while dragging
+    assert fig["data"][3]["x"] != fig2["data"][3]["x"]
+    clipped = _figure(app.decode_latent(ctx, *([5.0] * d)))  # outside the prior's support: clipped to 1
+    assert clipped["data"][3]["x"] == _figure(app.decode_latent(ctx, *([1.0] * d)))["data"][3]["x"]
+    # The fast path writes exactly the figure viz.pose_figure builds.
+    joints = ctx.predictor.decode(np.full((1, d), 0.5, np.float32))[0]
+    full = viz.pose_figure(joints, labels="decoded pose", axis_range=ctx.explore_range, uirevision=app.UIREV_EXPLORE)
+    assert fig2 == json.loads(full.to_json())
     with pytest.raises(gr.Error, match=f"expected {d}"):
         app.decode_latent(ctx, 0.0, 0.0)
     with pytest.raises(gr.Error, match="finite"):
@@ -392,13 +407,108 @@ def test_relation_bad_inputs(app: ModuleType, ctx) -> None:
         app.relation_pair(ctx, "pose-flip", "abc")
 
 
-def test_explanations_adapt_placeholder_and_diagram(app: ModuleType, ctx) -> None:
+def test_explanations_and_diagram(app: ModuleType, ctx) -> None:
     for name, rel in RELATIONS.items():
         text = app.relation_explanation(ctx, name)
         assert rel.description in text and "non-local" in text
-    assert "adaptation stage" in app.adapt(ctx)
     root = ET.fromstring(app.stages_svg())  # well-formed inline SVG
     assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}rect")) == 5
+
+
+# ----------------------------------------------------------------------------- Adapt
+@pytest.fixture(scope="module")
+def adapt_ctx(ctx, tmp_path_factory: pytest.TempPathFactory):
+    """The shared context with small built-in target clips (2 clips, 8 labelled renders) and its own runs folder."""
+    from nlrd.adapt_session import builtin_target_data
+
+    ctx.adapt_data["builtin"] = builtin_target_data(ctx.predictor.image_size, ctx.style, clips=2, eval_images=8)
+    ctx.runs_dir = tmp_path_factory.mktemp("runs")
+    return ctx
+
+
+def _no_progress(*args, **kwargs) -> None:
+    return None
+
+
+def test_adapt_streams_curves_then_a_summary_and_saves(app: ModuleType, adapt_ctx) -> None:
+    import gradio as gr
+
+    ctx = adapt_ctx
+    outs = list(app.adapt(ctx, app.ADAPT_SOURCES[0], None, ["lcr", "pose-flip"], 3, None, "cpu", progress=_no_progress))
+    assert len(outs) >= 3 and all(len(o) == 6 for o in outs)
+    summary, loss_fig, err_fig, cmp_fig, status, session = outs[-1]
+    assert summary["phase"] == "done" and summary["steps_done"] == 3 and summary["terms"] == ["lcr", "pose-flip"]
+    assert np.isfinite(summary["before_mpjpe_mm"]) and np.isfinite(summary["after_mpjpe_mm"]) and "Done" in status
+    assert {t.name for t in loss_fig.data} == {"lcr", "pose-flip"} and loss_fig.layout.yaxis.type == "log"
+    assert len(err_fig.data) == 1 and len(err_fig.data[0].x) >= 2  # before step 0 and after
+    assert len(cmp_fig.data) == 3 * 3 * 4  # 3 frames x (truth, before, after) x 4 traces
+    assert all(isinstance(o[1], type(loss_fig)) for o in outs[1:])  # the curves update while it runs
+    frames = app.adapt_frames(ctx, session)
+    assert len(frames) == 3 and frames[0][0].shape == (ctx.predictor.image_size, ctx.predictor.image_size, 3)
+    assert "→" in frames[0][1]
+    # Save: a plain name below the runs folder; never a path, never twice, never into the shipped weights.
+    msg = app.save_adaptation(ctx, session, "first_run")
+    saved = ctx.runs_dir / "first_run" / "adapted_g.safetensors"
+    assert saved.exists() and "first_run" in msg
+    for bad in ("", "../escape", "/abs", "a/b", ".hidden"):
+        with pytest.raises(gr.Error, match="Name the run folder"):
+            app.save_adaptation(ctx, session, bad)
+    with pytest.raises(gr.Error, match="already exists"):
+        app.save_adaptation(ctx, session, "first_run")
+    with pytest.raises(gr.Error, match="Run an adaptation first"):
+        app.save_adaptation(ctx, None, "x")
+    shipped = ctx.runs_dir / "shipped"
+    shipped.mkdir()
+    ctx.protected_dirs.append(shipped)
+    try:
+        with pytest.raises(gr.Error, match="shipped checkpoints"):
+            app.save_adaptation(ctx, session, "shipped")
+    finally:
+        ctx.protected_dirs.remove(shipped)
+    # Cancel with nothing running says so; the queue-level cancel is gradio's.
+    assert "No adaptation was running" in app.cancel_adaptation(ctx, session)[-1]
+
+
+def test_adapt_cancel_shows_where_the_session_got_to(app: ModuleType, adapt_ctx) -> None:
+    import threading
+
+    ctx = adapt_ctx
+    gen = app.adapt(ctx, app.ADAPT_SOURCES[0], None, "lcr", 200, 1e-4, "cpu", progress=_no_progress)
+    session = next(gen)[5]
+    out: list = []
+    worker = threading.Thread(target=lambda: out.extend(gen))  # the generator runs as in a server thread
+    worker.start()
+    while session.step < 1 and worker.is_alive():
+        session.stopped.wait(0.05)
+    summary, *_, status = app.cancel_adaptation(ctx, session)
+    worker.join(timeout=120)
+    assert summary["phase"] == "cancelled" and 1 <= summary["steps_done"] < 200 and "Cancelled" in status
+    assert summary["learning_rates"]["relation"] == pytest.approx(1e-4)
+
+
+def test_adapt_bad_inputs_and_defaults(app: ModuleType, adapt_ctx, tmp_path: Path) -> None:
+    import gradio as gr
+
+    ctx = adapt_ctx
+    cases = [((app.ADAPT_SOURCES[0], None, ["teleport"], 2, None, "cpu"), "unknown adaptation terms"),
+             ((app.ADAPT_SOURCES[0], None, [], 2, None, "cpu"), "at least one"),
+             ((app.ADAPT_SOURCES[0], None, ["lcr"], 0, None, "cpu"), "steps"),
+             ((app.ADAPT_SOURCES[0], None, ["lcr"], "many", None, "cpu"), "whole number"),
+             ((app.ADAPT_SOURCES[0], None, ["lcr"], 2, -1.0, "cpu"), "learning rate"),
+             ((app.ADAPT_SOURCES[1], None, ["lcr"], 2, None, "cpu"), "Add one or more videos"),
+             ((app.ADAPT_SOURCES[1], [str(write_corrupt_mp4(tmp_path / "broken.mp4"))], ["lcr"], 2, None, "cpu"), "broken.mp4"),
+             (("somewhere else", None, ["lcr"], 2, None, "cpu"), "clips source")]  # fmt: skip
+    for args, pattern in cases:
+        with pytest.raises(gr.Error, match=pattern) as info:
+            next(app.adapt(ctx, *args, progress=_no_progress))
+        assert str(tmp_path) not in str(info.value)  # no server paths in messages
+    if not torch.cuda.is_available():
+        with pytest.raises(gr.Error, match="CUDA"):
+            next(app.adapt(ctx, app.ADAPT_SOURCES[0], None, ["lcr"], 2, None, "cuda", progress=_no_progress))
+    terms, steps = app.adapt_defaults(ctx, "cpu")
+    assert set(terms["value"]) <= set(app.available_terms(ctx.predictor)) and steps["value"] == app.default_settings(
+        ctx.predictor, "cpu").steps  # fmt: skip
+    assert app.adapt_devices()[0] == "cpu"
 
 
 def test_blocks_build_with_named_endpoints(app: ModuleType, ctx) -> None:
@@ -452,12 +562,28 @@ def test_client_predict_image_and_clip(client, user_examples: Path) -> None:
     assert doc["num_frames"] == 10 and all(len(f["joints3d"]) == 17 for f in doc["frames"])
 
 
-def test_client_relation_pair_and_adapt(client) -> None:
+def test_client_relation_pair(client) -> None:
     plot, dist = client.predict("pose-flip", 3, api_name="/relation_pair")
     # anchor and exact counterpart (4 traces each), plus the relation network's prediction when shipped
     expected = 12 if (REPO / "checkpoints" / "relations" / "pose-flip.safetensors").exists() else 8
     assert len(_plot_data(plot)) == expected and isinstance(dist, float) and dist > 0
-    assert "adaptation stage" in client.predict(api_name="/adapt")
+
+
+def test_client_adapt_returns_a_summary(client) -> None:
+    from gradio_client.exceptions import AppError
+
+    summary, losses, errors, compare, status = client.predict(
+        "built-in synthetic target clips", None, ["lcr", "pose-flip"], 2, None, "cpu", api_name="/adapt")  # fmt: skip
+    assert summary["phase"] == "done" and summary["steps_done"] == 2 and summary["labelled"] is True
+    assert summary["eval_images"] == 64 and np.isfinite(summary["after_mpjpe_mm"]) and "Done" in status
+    assert {t["name"] for t in _plot_data(losses)} == {"lcr", "pose-flip"} and len(_plot_data(compare)) == 36
+    with pytest.raises(AppError, match="not in the list of choices|unknown adaptation terms"):
+        client.predict("built-in synthetic target clips", None, ["lcr", "teleport"], 2, None, "cpu", api_name="/adapt")
+    with pytest.raises(AppError, match="Add one or more videos"):
+        client.predict("my videos", None, ["lcr"], 2, None, "cpu", api_name="/adapt")
+    # After the refusals the next session runs (and a learning rate can be given).
+    assert client.predict("built-in synthetic target clips", None, ["pose-flip"], 1, 2e-5, "cpu",
+                          api_name="/adapt")[0]["steps_done"] == 1  # fmt: skip
 
 
 def test_client_bad_uploads_fail_and_the_app_keeps_serving(client, tmp_path: Path, user_examples: Path) -> None:

@@ -1,8 +1,9 @@
 """The app in a real browser: headless Chromium (Debian's /usr/bin/chromium) through Playwright.
 
 Loads the page, visits every tab, runs a prediction on the prefilled example, moves a latent slider
-and checks the 3D plot's data changed, switches relations, and uses the About tab's buttons. Saves
-1280x800 screenshots to ``docs/screenshots/`` (for the README; ``$NLRD_SCREENSHOT_DIR`` overrides).
+and checks the 3D plot's data changed, switches relations, runs a six-step adaptation and waits for
+its curves and before / after skeletons, and uses the About tab's buttons. Saves 1280x800
+screenshots to ``docs/screenshots/`` (for the README; ``$NLRD_SCREENSHOT_DIR`` overrides).
 Skipped when Chromium or Playwright is missing (``scripts/install_browser.sh`` installs Chromium).
 """
 
@@ -140,10 +141,24 @@ def test_relations_tab_switches_relation(page, shots: Path) -> None:
     page.screenshot(path=str(shots / "relations.png"))
 
 
-def test_adapt_placeholder_and_about_buttons(page, shots: Path) -> None:
+def test_adapt_small_session_draws_curves(page, shots: Path) -> None:
     _open_tab(page, "Adapt")
-    page.get_by_role("button", name="Start an adaptation session").click()
-    page.get_by_text("arrive with the adaptation stage").nth(1).wait_for()
+    steps = page.locator("#adapt-steps input")
+    steps.fill("6")
+    steps.press("Tab")
+    page.get_by_role("button", name="Start adaptation").click()
+    # Live: the per-term loss curves (lcr and pose-flip by default on CPU) and the target-error curve appear.
+    page.wait_for_function(f"() => {{ const d = {_plot_js('adapt-loss-plot')}; return d && d.data && d.data.length === 2; }}")
+    _wait_plot(page, "adapt-error-plot", 1)
+    page.locator("#adapt-status").get_by_text("Done").wait_for()
+    _wait_plot(page, "adapt-compare-plot", 36)  # 3 frames x (truth, before, after) x 4 traces
+    page.wait_for_function(f"() => {_plot_js('adapt-error-plot')}.data[0].x.length >= 2")
+    page.wait_for_timeout(1500)  # let the 3D scenes and the frames finish drawing
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "adapt.png"))
+
+
+def test_about_buttons(page, shots: Path) -> None:
     _open_tab(page, "About")
     page.locator(".nlrd-diagram svg").wait_for()
     page.screenshot(path=str(shots / "about.png"))

@@ -322,9 +322,7 @@ IMAGE_ARRAYS = [
     pytest.param(lambda: None, "unsupported dtype", id="none"),
     pytest.param(lambda: "photo.jpg", "unsupported dtype", id="path-string-instead-of-array"),
     pytest.param(lambda: np.full((32, 32, 3), 1000, np.int32), "0..255", id="int32-above-255"),
-    pytest.param(lambda: [[1, 2, 3], [4, 5]], "image", id="ragged-nested-list",
-                 marks=xfail("numpy's 'inhomogeneous shape' ValueError escapes without naming the image; "
-                             "nlrd/data/images.py as_rgb_uint8 should wrap np.asarray")),
+    pytest.param(lambda: [[1, 2, 3], [4, 5]], "image", id="ragged-nested-list"),
 ]  # fmt: skip
 
 
@@ -400,13 +398,9 @@ BAD_CLIPS = [
     pytest.param(lambda: ([np.zeros((4, 4, 3), np.uint8)] * 3, {}), "at least 16x16", id="4x4-frames"),
     pytest.param(lambda: (np.stack([photo()] * 2), {"fps": -5}), "fps", id="negative-fps"),
     pytest.param(lambda: (np.stack([photo()] * 2), {"fps": float("nan")}), "fps", id="nan-fps"),
-    pytest.param(lambda: (np.stack([photo()] * 2), {"fps": 0}), "fps", id="zero-fps",
-                 marks=xfail("fps=0 is silently replaced by 30 ('fps or 30.0'); "
-                             "nlrd/inference.py PosePredictor.predict_clip should refuse it like a negative fps")),
+    pytest.param(lambda: (np.stack([photo()] * 2), {"fps": 0}), "fps", id="zero-fps"),
     pytest.param(lambda: (np.stack([photo()] * 3), {"detect_every": 0}), "detect_every", id="detect-every-zero"),
-    pytest.param(lambda: (5, {}), "frames", id="integer-instead-of-frames",
-                 marks=xfail("TypeError \"'int' object is not iterable\" escapes; "
-                             "nlrd/inference.py PosePredictor.predict_clip should raise ValueError for a non-clip")),
+    pytest.param(lambda: (5, {}), "frames", id="integer-instead-of-frames"),
 ]  # fmt: skip
 
 
@@ -445,12 +439,8 @@ PRIOR_CASES = [
     pytest.param("pose", "encode", lambda: np.zeros((17, 2)), r"PosePrior.encode.*\(17, 2\)", id="pose-encode-2d-joints"),
     pytest.param("pose", "encode", lambda: 3.0, "PosePrior.encode.*expected shape", id="pose-encode-scalar"),
     pytest.param("pose", "encode", lambda: None, "PosePrior.encode", id="pose-encode-none"),
-    pytest.param("pose", "encode", lambda: "joints.npy", "PosePrior.encode", id="pose-encode-string",
-                 marks=xfail("numpy's \"could not convert string to float\" escapes without naming the API; "
-                             "nlrd/priors.py _Runner._in should wrap the conversion")),
-    pytest.param("pose", "encode", lambda: np.zeros((0, 17, 3), np.float32), "PosePrior.encode", id="pose-encode-empty-batch",
-                 marks=xfail("RuntimeError from a reshape inside the encoder; nlrd/priors.py PosePrior.encode "
-                             "should return (0, 32) or raise ValueError for an empty batch")),
+    pytest.param("pose", "encode", lambda: "joints.npy", "PosePrior.encode", id="pose-encode-string"),
+    pytest.param("pose", "encode", lambda: np.zeros((0, 17, 3), np.float32), "PosePrior.encode", id="pose-encode-empty-batch"),
     pytest.param("pose", "decode", lambda: np.zeros(31), r"PosePrior.decode.*\(\.\.\., 32\)", id="pose-decode-31-dims"),
     pytest.param("pose", "decode", lambda: np.full((3, 32), np.inf), "PosePrior.decode.*NaN or infinite", id="pose-decode-inf"),
     pytest.param("pose", "decode", lambda: _with(np.nan, (32,), (3,)), "PosePrior.decode.*NaN", id="pose-decode-nan"),
@@ -572,9 +562,7 @@ CHECKPOINTS = [
     pytest.param(_edit(meta=lambda m: m["config"]["model"].update(latent_dim=16)), "{name}.*shape mismatch",
                  id="config-disagrees-with-tensors"),
     pytest.param(_edit(meta=lambda m: m.update(skeleton="mpii_16")), "unknown skeleton 'mpii_16'", id="unknown-skeleton"),
-    pytest.param(_edit(meta=lambda m: m["config"].pop("model")), "{name}.*model", id="config-without-model",
-                 marks=xfail("KeyError 'model' escapes; nlrd/priors.py PosePrior.from_pretrained (and "
-                             "MotionPrior / load_image_encoder) should say the metadata lacks config.model")),
+    pytest.param(_edit(meta=lambda m: m["config"].pop("model")), "{name}.*model", id="config-without-model"),
     pytest.param(_no_metadata, "{name}.*no 'nlrd' metadata", id="safetensors-without-metadata"),
     pytest.param(_metadata_not_json, "{name}.*not valid JSON", id="metadata-not-json"),
     pytest.param(_torch_save_zip, "{name}.*zip archive", id="torch-save-renamed-safetensors"),

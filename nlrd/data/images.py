@@ -78,7 +78,10 @@ def as_rgb_uint8(image: object, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, 
     Returns:
         (H', W', 3) uint8 RGB; a new array (the input is never modified).
     """
-    arr = np.asarray(image)
+    try:
+        arr = np.asarray(image)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name}: not an image array ({exc})") from None
     if arr.dtype == bool:
         raise ValueError(f"{name}: boolean arrays are masks, not images; pass uint8 RGB (H, W, 3)")
     if arr.dtype.kind not in "uif":

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from nlrd.checkpoint import load_checkpoint, load_into
+from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.synthetic import SyntheticClipDataset, fixed_test_set
 from nlrd.losses import info_nce
 from nlrd.metrics import mpjpe, pa_mpjpe
@@ -111,7 +111,7 @@ class RelationBank:
             if not path.exists():
                 raise ValueError(f"relation network {name!r} not found at {str(path)!r}; run python -m training.train_relations")
             ck = load_checkpoint(path)
-            net = RelationNet(config_from_dict(RelationNetConfig, ck.meta["config"]["model"]))
+            net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
             load_into(net, ck, prefix="net.")
             net.to(device).eval()
             for p in net.parameters():

@@ -1,0 +1,559 @@
+"""Interactive self-adaptation: the adaptation stage as a step-by-step session for apps and notebooks.
+
+:class:`nlrd.stages.adapt.AdaptStage` holds the training math (which terms, one Adam per term stepped
+in alternation, only ``layer2`` trainable); the trainer drives it for the command-line runs. This
+module drives the same stage interactively instead:
+
+* **inputs**: unlabelled target clips (:class:`TargetData`), either synthetic target-style clips
+  rendered from held-out poses (:func:`builtin_target_data`; they come with labels, so the target
+  error can be measured) or the user's videos, person-tracked and cropped (:func:`video_target_data`);
+* **run**: :meth:`AdaptSession.run` is a generator of :class:`Report` s (per-term losses after every
+  step, the target error (MPJPE, mm) on a small fixed labelled set before step 0 and every
+  ``eval_every`` steps), cancellable through a :class:`threading.Event`;
+* **compare**: the starting G's predictions are kept, so :meth:`AdaptSession.comparison` shows
+  before and after on the same frames;
+* **save**: :meth:`AdaptSession.save` writes the adapted G as an ``adapt`` checkpoint (loadable with
+  :func:`nlrd.inference.load_image_encoder`), refusing the shipped checkpoints folder.
+
+G starts from a copy of the predictor's image model, so the predictor keeps serving unchanged
+predictions while a session trains. The recipe (learning rates, frames per step, temperature,
+augmentation) comes from :class:`~nlrd.stages.adapt.AdaptStageConfig`; a session only chooses the
+terms, the number of steps, optionally the learning rate, and the device.
+
+Example::
+
+    predictor = PosePredictor.from_pretrained(device="cpu")
+    data = builtin_target_data(predictor.image_size, target_style())
+    session = AdaptSession(predictor, data, default_settings(predictor))
+    for report in session.run():
+        print(report.step, report.latest_losses(), report.errors[-1:])
+    session.save("runs/my_adaptation")
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nlrd.checkpoint import save_checkpoint
+from nlrd.data.paths import REPO_ROOT
+from nlrd.data.synthetic import demo_poses, fixed_test_set, get_style, render_clip
+from nlrd.data.synthetic.render import bank_for_style
+from nlrd.data.synthetic.styles import Style
+from nlrd.inference import PosePredictor
+from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.precision import pick_device
+from nlrd.priors import CHECKPOINT_DIR, MotionPrior, PosePrior
+from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.trainer import DistInfo
+from nlrd.transforms import RELATIONS, get_relation
+
+__all__ = [
+    "ADAPTED_NAME",
+    "AdaptSession",
+    "Report",
+    "SessionSettings",
+    "TargetData",
+    "available_terms",
+    "builtin_target_data",
+    "default_settings",
+    "target_style",
+    "video_target_data",
+]
+
+ADAPTED_NAME = "adapted_g.safetensors"  # the file a session saves into its run folder
+PREPARED_DATA = REPO_ROOT / "data"  # where training.prepare_data writes mocap.npz (its default --out)
+CLIP_FRAMES = 60  # built-in clip length: enough for every relation, the 60-frame slow ones included
+BUILTIN_CLIPS = 12  # built-in target clips (windows of adaptation batches are drawn from them)
+EVAL_IMAGES = 64  # labelled target renders of the error curve
+MAX_VIDEO_FRAMES = 300  # per uploaded video (10 s at 30 fps): the session is interactive
+VIDEO_MAX_SIDE = 640  # videos are decoded at this long side before tracking (the crop is 128 px)
+CPU_TERMS = ("lcr", "pose-flip")  # the cheap frame-level terms: a CPU session stays within about a minute
+CPU_STEPS = 60
+MAX_STEPS = 5000
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class TargetData:
+    """Unlabelled clips to adapt on, and a small fixed evaluation set.
+
+    Attributes:
+        clips: person crops, one (T, S, S, 3) uint8 RGB array per clip (S = G's input size).
+        eval_images: (N, S, S, 3) uint8 crops on which before / after are compared.
+        eval_joints: (N, J, 3) mm root-relative camera-frame labels of ``eval_images``, or None
+            (real videos: no labels, so no target error; only how far the predictions moved).
+        description: one line for people (where the clips come from).
+    """
+
+    clips: list[np.ndarray]
+    eval_images: np.ndarray
+    eval_joints: np.ndarray | None
+    description: str
+
+    @property
+    def labelled(self) -> bool:
+        return self.eval_joints is not None
+
+    @property
+    def num_frames(self) -> int:
+        return int(sum(len(c) for c in self.clips))
+
+
+def target_style(backgrounds: str | Path | None = None) -> Style:
+    """The target style with its photo backgrounds (``<data root>/backgrounds`` by default) or, when
+    those are missing, the same style over procedural backgrounds: a fresh clone still works."""
+    style = get_style("target")
+    try:
+        bank_for_style(style, backgrounds)
+        return style
+    except ValueError:
+        return dataclasses.replace(style, background="procedural")
+
+
+def _held_out_poses(prepared: str | Path | None, clips: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(clips, 60, J, 3) windows and (n_eval, J, 3) poses in mm from the prepared mocap's test split
+    (never seen by any training stage), else synthetic demo motions; plus where they came from."""
+    rng = np.random.default_rng([seed, 0xADA])
+    if prepared is not None:
+        from nlrd.data.poses import load_split
+
+        try:
+            split = load_split(prepared, "test")
+        except ValueError:
+            split = None
+        if split is not None:
+            starts = split.window_starts(CLIP_FRAMES, stride=CLIP_FRAMES // 2)
+            if len(starts) >= clips:
+                pick = rng.choice(starts, size=clips, replace=False)
+                windows = split.joints[pick[:, None] + np.arange(CLIP_FRAMES)]
+                poses = split.joints[rng.choice(len(split.joints), size=n_eval, replace=False)]
+                return windows.astype(np.float32), poses.astype(np.float32), "held-out test-split motion capture"
+    windows = demo_poses.random_windows(clips, rng, length=CLIP_FRAMES)
+    poses = demo_poses.random_poses(n_eval, rng)
+    return windows, poses, "synthetic demo motions (no prepared motion capture found)"
+
+
+def builtin_target_data(image_size: int, style: Style | str | None = None, *, clips: int = BUILTIN_CLIPS,
+                        eval_images: int = EVAL_IMAGES, seed: int = 0,
+                        prepared: str | Path | None = PREPARED_DATA) -> TargetData:  # fmt: skip
+    """Synthetic target-style clips and a labelled evaluation set, rendered from held-out poses.
+
+    Args:
+        image_size: G's input side, px (the renders are person crops of this size).
+        style: renderer style; default :func:`target_style`.
+        clips: number of 60-frame clips.
+        eval_images: labelled renders for the target error.
+        seed: fixes poses, people, cameras and backgrounds.
+        prepared: folder with the prepared ``mocap.npz``; its test split gives the poses. Without it
+            (or with None) synthetic demo motions are used, so no outside data is needed.
+    """
+    if clips < 1 or eval_images < 1:
+        raise ValueError(f"need at least one clip and one evaluation image, got {clips} and {eval_images}")
+    st = target_style() if style is None else get_style(style)
+    windows, poses, origin = _held_out_poses(prepared, clips, eval_images, seed)
+    rng = np.random.default_rng([seed, 0xC11B])
+    rendered = [render_clip(w, st, rng, size=image_size).image for w in windows]
+    ev = fixed_test_set(poses, st, eval_images, seed=seed + 99, size=image_size)
+    background = "photo" if st.background == "photo" else "procedural"
+    text = (f"{clips} synthetic target-style clips ({CLIP_FRAMES} frames, {background} backgrounds) rendered from {origin}; "
+            f"{eval_images} labelled target renders for the error curve")  # fmt: skip
+    return TargetData(rendered, ev["images"], ev["joints3d"].astype(np.float32), text)
+
+
+def video_target_data(paths: Sequence[str | Path], image_size: int, *, eval_images: int = EVAL_IMAGES,
+                      max_frames: int = MAX_VIDEO_FRAMES) -> TargetData:  # fmt: skip
+    """The user's videos as unlabelled target clips: the main person tracked and cropped per frame.
+
+    Each video is decoded (first ``max_frames`` frames), the person is tracked with the detector and
+    the frames from the first to the last detection are cropped as the predictor crops them. The
+    evaluation set is ``eval_images`` frames spread over all clips (no labels).
+    """
+    from nlrd.data.crop import crop_clip
+    from nlrd.data.detection import track_person
+    from nlrd.data.video import iter_video, probe_video
+    from nlrd.inference import CROP_MARGIN
+
+    if not paths:
+        raise ValueError("add at least one video to adapt to")
+    clips = []
+    for path in paths:
+        name = Path(path).name
+        info = probe_video(path)
+        frames = list(itertools.islice(iter_video(path, max_side=VIDEO_MAX_SIDE), max_frames))
+        if not frames:
+            raise ValueError(f"{name}: the video has no frames")
+        track = track_person(frames, fps=info.fps)
+        keep = np.flatnonzero(track.found)
+        if not len(keep):
+            raise ValueError(f"{name}: no person found in the video")
+        s, e = int(keep[0]), int(keep[-1]) + 1
+        crops, _ = crop_clip(np.stack(frames[s:e]), track.boxes[s:e], image_size, CROP_MARGIN)
+        clips.append(crops)
+    flat = np.concatenate(clips)
+    idx = np.unique(np.linspace(0, len(flat) - 1, min(eval_images, len(flat))).round().astype(int))
+    text = f"{len(clips)} uploaded video(s), {len(flat)} person-cropped frames (no labels: no target error)"
+    return TargetData(clips, flat[idx], None, text)
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class SessionSettings:
+    """What a session trains, for how long and where.
+
+    Attributes:
+        terms: adaptation terms: ``lcr``, ``hcr`` and relation names (see :func:`available_terms`).
+        steps: optimisation steps (one term per step, in alternation).
+        lr: Adam learning rate of the relation terms; the contrastive terms keep the recipe's ratio
+            to it. None: the recipe's rates (:class:`AdaptStageConfig`).
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        eval_every: steps between evaluations of the target error (0: only before and after).
+        report_seconds: least time between two reports while training (0: after every step).
+        seed: fixes the heads' initialisation, the frame sampling and the augmentations.
+    """
+
+    terms: tuple[str, ...]
+    steps: int
+    lr: float | None = None
+    device: str = "auto"
+    eval_every: int = 20
+    report_seconds: float = 1.0
+    seed: int = 0
+
+    def checked(self) -> SessionSettings:
+        """These settings with the terms de-duplicated, or ValueError saying what is wrong."""
+        terms = tuple(dict.fromkeys(str(t) for t in self.terms))
+        if not terms:
+            raise ValueError("choose at least one adaptation term")
+        if not 1 <= int(self.steps) <= MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        if self.lr is not None and not (np.isfinite(self.lr) and 0 < self.lr <= 1e-2):
+            raise ValueError(f"the learning rate must be in (0, 0.01], got {self.lr}")
+        if int(self.eval_every) < 0 or self.report_seconds < 0:
+            raise ValueError("eval_every and report_seconds must not be negative")
+        return dataclasses.replace(self, terms=terms, steps=int(self.steps), eval_every=int(self.eval_every))
+
+
+def available_terms(predictor: PosePredictor) -> list[str]:
+    """The terms a session over this predictor can use: ``lcr``, ``hcr`` and every relation whose
+    network is loaded (motion ones and ``hcr`` only with the motion prior), in registry order."""
+    has_motion = predictor.motion is not None
+    terms = [t for t in CONTRASTIVE_TERMS if t == "lcr" or has_motion]
+    terms += [n for n, r in RELATIONS.items() if n in predictor.relations and (r.order == "pose" or has_motion)]
+    return terms
+
+
+def default_settings(predictor: PosePredictor, device: str = "auto") -> SessionSettings:
+    """The recipe's terms and steps on CUDA; on CPU the cheap frame-level terms and a smaller budget
+    (:data:`CPU_STEPS`), so a default session ends within about a minute on two cores."""
+    dev = pick_device(device)
+    usable = available_terms(predictor)
+    recipe = AdaptStageConfig()
+    wanted = recipe.terms if dev.type == "cuda" else CPU_TERMS
+    terms = tuple(t for t in wanted if t in usable) or tuple(usable[:1])
+    steps = recipe.steps if dev.type == "cuda" else CPU_STEPS
+    return SessionSettings(terms=terms, steps=steps, device=dev.type, eval_every=max(5, steps // 6),
+                           report_seconds=0.5 if dev.type == "cuda" else 1.0)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- progress
+@dataclass
+class Report:
+    """Where a session stands (a snapshot: the lists are copies).
+
+    Attributes:
+        step: steps done; steps: steps planned.
+        losses: term -> [(step, loss)] for every step of that term.
+        errors: [(step, target MPJPE mm)] (labelled data only; step 0 is the starting G).
+        seconds: wall time since the run started.
+        phase: "evaluating", "training", "done" or "cancelled".
+    """
+
+    step: int
+    steps: int
+    losses: dict[str, list[tuple[int, float]]]
+    errors: list[tuple[int, float]]
+    seconds: float
+    phase: str
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("done", "cancelled")
+
+    def latest_losses(self) -> dict[str, float]:
+        """Each term's most recent loss."""
+        return {k: v[-1][1] for k, v in self.losses.items() if v}
+
+
+def _priors_on(predictor: PosePredictor, device: torch.device) -> tuple[PosePrior, MotionPrior]:
+    """The predictor's priors on ``device`` (the same objects when already there, else copies)."""
+    motion = predictor.motion
+    if motion is None:
+        raise ValueError("adaptation needs the motion prior (checkpoints/motion_ae.safetensors), which is not loaded")
+    if device == predictor.device:
+        return predictor.pose, motion
+    p = predictor.pose
+    pose = PosePrior(copy.deepcopy(p.encoder), copy.deepcopy(p.decoder), p.meta, device)
+    return pose, MotionPrior(pose, copy.deepcopy(motion.encoder), copy.deepcopy(motion.decoder),
+                             copy.deepcopy(motion.gaussian), motion.meta, device)  # fmt: skip
+
+
+def _relation_bank(predictor: PosePredictor, names: Sequence[str], device: torch.device) -> RelationBank:
+    """Frozen copies of the predictor's relation networks (the predictor's own keep serving)."""
+    bank = RelationBank()
+    for name in names:
+        if name not in predictor.relations:
+            loaded = sorted(predictor.relations)
+            raise ValueError(f"no relation network for {name!r} is loaded; terms: {list(CONTRASTIVE_TERMS)} and {loaded}")
+        get_relation(name)  # a known relation (its order and window are needed)
+        net = copy.deepcopy(predictor.relations[name]).to(device).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        bank.nets[name] = net
+    return bank
+
+
+# ----------------------------------------------------------------------------- the session
+class AdaptSession:
+    """One interactive adaptation of a copy of the predictor's G to target clips.
+
+    Args:
+        predictor: gives the starting G, the priors and the relation networks (none of it is changed).
+        data: target clips and the evaluation set.
+        settings: terms, steps, learning rate, device.
+        cancel: set it (from any thread) to stop :meth:`run` after the current step.
+
+    Thread safety: :meth:`run` takes an internal lock per step and per evaluation, so
+    :meth:`comparison`, :meth:`summary` and :meth:`save` may be called from other threads at any
+    time (they see G between two steps).
+    """
+
+    def __init__(self, predictor: PosePredictor, data: TargetData, settings: SessionSettings,
+                 cancel: threading.Event | None = None) -> None:  # fmt: skip
+        self.settings = settings.checked()
+        self.data = data
+        self.device = pick_device(self.settings.device)
+        self.cancel_event = cancel if cancel is not None else threading.Event()
+        self.stopped = threading.Event()  # set once run() has stopped training (finished, cancelled or failed)
+        self._lock = threading.RLock()
+        unknown = [t for t in self.settings.terms if t not in CONTRASTIVE_TERMS and t not in RELATIONS]
+        if unknown:
+            raise ValueError(f"unknown adaptation terms {unknown}; choose from {available_terms(predictor)}")
+        pose, motion = _priors_on(predictor, self.device)
+        relations = _relation_bank(predictor, [t for t in self.settings.terms if t not in CONTRASTIVE_TERMS], self.device)
+        recipe = AdaptStageConfig()
+        lrs: dict[str, float] = {}
+        if self.settings.lr is not None:
+            # One rate for people; the contrastive terms keep the recipe's ratio to the relation terms.
+            ratio = recipe.lr_contrastive / recipe.lr_relation if recipe.lr_relation > 0 else 1.0
+            lrs = {"lr_relation": float(self.settings.lr), "lr_contrastive": float(self.settings.lr) * ratio}
+        # In-memory clips need no loader worker processes (and none are forked from a server thread).
+        self.config = dataclasses.replace(recipe, terms=self.settings.terms, steps=self.settings.steps,
+                                          seed=self.settings.seed, workers=0, **lrs)  # fmt: skip
+        self.init_checkpoint = str(predictor.meta.get("image_checkpoint", "unknown"))
+        g = copy.deepcopy(predictor.encoder)
+        clips: dict[str, Any] = {"video_crops": data.clips}
+        if len({c.shape for c in data.clips}) == 1 and "pool" in inspect.signature(AdaptStage).parameters:
+            # Equal-length clips are a finite target set: the stage draws each batch's frames from all of them.
+            clips = {"pool": np.stack(data.clips)}
+        with torch.random.fork_rng(devices=[]):  # seeded projection heads without touching the global RNG
+            torch.manual_seed(self.settings.seed)
+            self.stage: AdaptStage | None = AdaptStage(g, pose, motion, relations, self.config, self.device, DistInfo(),
+                                                       init_checkpoint=self.init_checkpoint, **clips)  # fmt: skip
+        self.g = self.stage.g
+        self._meta = self.stage.checkpoint_meta()
+        self.skeleton = pose.skeleton
+        self._pose = pose
+        self._eval_x = torch.from_numpy(np.ascontiguousarray(data.eval_images)).permute(0, 3, 1, 2).float().div(255)
+        self.before: np.ndarray | None = None  # (N, J, 3) mm: the starting G on the evaluation set
+        self._after: np.ndarray | None = None
+        self._after_step = -1
+        self.step = 0
+        self.losses: dict[str, list[tuple[int, float]]] = {t: [] for t in self.settings.terms}
+        self.errors: list[tuple[int, float]] = []
+        self.seconds = 0.0
+        self.started: float | None = None  # wall-clock (Unix seconds) when run() began and stopped training
+        self.ended: float | None = None
+        self.phase = "ready"
+        self.error: str | None = None
+
+    # -- running ------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask :meth:`run` to stop after the current step (safe from any thread)."""
+        self.cancel_event.set()
+
+    def report(self) -> Report:
+        """Where the session stands now."""
+        return Report(self.step, self.settings.steps, {k: list(v) for k, v in self.losses.items()}, list(self.errors),
+                      round(self.seconds, 2), self.phase)  # fmt: skip
+
+    def _predict(self) -> np.ndarray:
+        """The current G on the evaluation set -> (N, J, 3) mm (the stage's own prediction path while it exists)."""
+        if self.stage is not None:
+            return self.stage.predict(self._eval_x)
+        from nlrd.models.image_encoder import encode_images
+
+        with torch.no_grad():
+            return self._pose.decoder(encode_images(self.g, self._eval_x, self.device, amp=self.config.amp)).cpu().numpy()
+
+    def _evaluate(self) -> None:
+        """Predict the evaluation set with the current G; record the target error when labelled."""
+        with self._lock:
+            pred = self._predict()
+            if self.before is None:
+                self.before = pred
+            self._after, self._after_step = pred, self.step
+            if self.data.eval_joints is not None:
+                self.errors.append((self.step, round(float(mpjpe(pred, self.data.eval_joints)), 2)))
+
+    def run(self) -> Iterator[Report]:
+        """Train, yielding a report before step 0 (after the first evaluation), every
+        ``report_seconds`` while training, after each evaluation and at the end (phase "done" or
+        "cancelled"). A cancelled run still evaluates the G it reached, so before / after compare."""
+        if self.phase != "ready":
+            raise ValueError(f"a session runs once (this one is {self.phase})")
+        cfg = self.settings
+        t0 = time.perf_counter()
+        self.started = time.time()
+        try:
+            self.phase = "evaluating"
+            self._evaluate()
+            self.seconds = time.perf_counter() - t0
+            yield self.report()
+            self.phase = "training"
+            last = time.perf_counter()
+            while self.step < cfg.steps and not self.cancel_event.is_set():
+                with self._lock:
+                    assert self.stage is not None
+                    out = self.stage.train_step(self.step)
+                    self.step += 1
+                    for key, value in out.items():
+                        self.losses.setdefault(key.removeprefix("loss/"), []).append((self.step, round(float(value), 5)))
+                evaluate = cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.steps
+                if evaluate:
+                    self._evaluate()
+                self.seconds = time.perf_counter() - t0
+                if evaluate or time.perf_counter() - last >= cfg.report_seconds:
+                    last = time.perf_counter()
+                    yield self.report()
+            self._evaluate()
+            self.phase = "cancelled" if self.step < cfg.steps else "done"
+            self.seconds = time.perf_counter() - t0
+            self.release()
+        except GeneratorExit:
+            # The consumer stopped iterating (e.g. a web request was cancelled): G stays as reached.
+            self.phase = "cancelled"
+            raise
+        except Exception as exc:
+            self.phase, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.ended = time.time()
+            self.stopped.set()
+        yield self.report()
+
+    def release(self) -> None:
+        """Drop the optimisers, heads and loader (G, the evaluation set and the curves stay)."""
+        with self._lock:
+            if self.stage is not None:
+                self.g = self.stage.g
+                self.stage = None
+
+    # -- results ------------------------------------------------------------------------------
+    def after(self) -> np.ndarray:
+        """(N, J, 3) mm: the current G on the evaluation set (recomputed if G changed since)."""
+        with self._lock:
+            if self._after is None or self._after_step != self.step:
+                self._after = self._predict()
+                self._after_step = self.step
+            return self._after
+
+    def comparison(self, frames: Sequence[int] | int = 3) -> dict[str, Any]:
+        """Before / after on chosen evaluation frames.
+
+        Args:
+            frames: indices into the evaluation set, or a count (spread over the set).
+
+        Returns:
+            ``index`` (K,), ``images`` (K, S, S, 3) uint8, ``before`` / ``after`` (K, J, 3) mm,
+            ``truth`` (K, J, 3) mm or None, and per-frame ``before_mm`` / ``after_mm`` errors (K,)
+            (None without labels).
+        """
+        with self._lock:
+            if self.before is None:
+                self.before = self._predict()
+            n = len(self.data.eval_images)
+            if isinstance(frames, int):
+                idx = np.unique(np.linspace(0, n - 1, max(1, min(frames, n))).round().astype(int))
+            else:
+                idx = np.asarray(list(frames), dtype=int)
+                if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+                    raise ValueError(f"frames must be indices in [0, {n - 1}]")
+            before, after = self.before[idx], self.after()[idx]
+        truth = None if self.data.eval_joints is None else self.data.eval_joints[idx]
+        err = (lambda p: None) if truth is None else (lambda p: np.asarray(mpjpe(p, truth, reduce=False)))  # noqa: E731
+        return {"index": idx, "images": self.data.eval_images[idx], "before": before, "after": after, "truth": truth,
+                "before_mm": err(before), "after_mm": err(after)}  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready numbers: settings, steps done, final losses and before / after on the evaluation set."""
+        with self._lock:
+            before = self.before if self.before is not None else self._predict()
+            after = self.after()
+        out: dict[str, Any] = {
+            "phase": self.phase, "terms": list(self.settings.terms), "steps": self.settings.steps, "steps_done": self.step,
+            "device": self.device.type, "seconds": round(self.seconds, 1), "started_unix_s": self.started,
+            "ended_unix_s": self.ended,
+            "learning_rates": {"relation": self.config.lr_relation, "contrastive": self.config.lr_contrastive},
+            "data": self.data.description, "eval_images": int(len(before)), "labelled": self.data.labelled,
+            "final_losses": {k: v[-1][1] for k, v in self.losses.items() if v},
+            # How far the adaptation moved the predictions (meaningful without labels too).
+            "mean_change_mm": round(float(np.linalg.norm(after - before, axis=-1).mean()), 2),
+        }  # fmt: skip
+        if self.data.eval_joints is not None:
+            y = self.data.eval_joints
+            out.update({"before_mpjpe_mm": round(float(mpjpe(before, y)), 2), "after_mpjpe_mm": round(float(mpjpe(after, y)), 2),
+                        "before_pa_mpjpe_mm": round(float(pa_mpjpe(before, y)), 2),
+                        "after_pa_mpjpe_mm": round(float(pa_mpjpe(after, y)), 2)})  # fmt: skip
+        if self.error:
+            out["error"] = self.error
+        return out
+
+    def save(self, folder: str | Path, *, protected: Sequence[str | Path] = (CHECKPOINT_DIR,), overwrite: bool = False) -> Path:
+        """Write the adapted G to ``<folder>/adapted_g.safetensors`` (with its JSON sidecar).
+
+        Refuses a folder inside any ``protected`` folder (default: the shipped checkpoints), a file
+        that resolves to a protected file through links, an existing file unless ``overwrite``, and
+        a session with no step done. The checkpoint loads with :func:`nlrd.inference.load_image_encoder`;
+        placed beside the priors it is the image model :class:`PosePredictor` prefers.
+        """
+        out = Path(folder).expanduser().resolve() / ADAPTED_NAME
+        for p in protected:
+            root = Path(p).expanduser().resolve()
+            if out.is_relative_to(root) or (out.exists() and out.resolve().is_relative_to(root)):
+                raise ValueError("refusing to write into the shipped checkpoints folder: choose another run folder")
+        if out.exists() and not overwrite:
+            raise ValueError(f"{out.parent.name}/{ADAPTED_NAME} already exists: choose another run folder")
+        with self._lock:
+            if self.step == 0:
+                raise ValueError("nothing to save yet: no adaptation step has run")
+            summary = self.summary()
+            metrics = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            session = {k: summary[k] for k in ("phase", "steps_done", "data", "learning_rates")}
+            extra = {**self._meta.get("extra", {}), "session": session}
+            sources = list(self._meta.get("data_sources") or [])
+            if not self.data.labelled:
+                sources.append({"name": "the user's own videos (unlabelled)", "licence": "as given by the user"})
+            return save_checkpoint(out, {"encoder": self.g}, stage="adapt", config=self._meta.get("config", {}),
+                                   data_sources=sources, metrics=metrics, extra=extra)  # fmt: skip

@@ -1,0 +1,177 @@
+"""Interactive adaptation sessions (nlrd.adapt_session) over a tiny image model and the shipped priors.
+
+A 48 px G keeps every step cheap; the priors come from ``checkpoints/`` and the relation network is
+untrained (the session only needs one that maps latents to latents). Covers the run loop (reports,
+target error before step 0 and every ``eval_every`` steps, only ``layer2`` moving, the predictor
+untouched), cancelling, before / after comparison, saving (refusing the shipped folder, links into
+it and existing files) and uploaded videos as unlabelled targets.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from nlrd.adapt_session import (
+    ADAPTED_NAME,
+    CPU_STEPS,
+    AdaptSession,
+    SessionSettings,
+    TargetData,
+    available_terms,
+    builtin_target_data,
+    default_settings,
+    target_style,
+    video_target_data,
+)
+from nlrd.data.synthetic import demo_poses, render_clip
+from nlrd.inference import PosePredictor, load_image_encoder
+from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
+from nlrd.models.relation_net import RelationNet, RelationNetConfig
+from nlrd.priors import CHECKPOINT_DIR, POSE_CHECKPOINT, MotionPrior, PosePrior
+
+SIZE = 48
+
+pytestmark = pytest.mark.skipif(not (CHECKPOINT_DIR / POSE_CHECKPOINT).exists(), reason="shipped priors not found")
+
+
+@pytest.fixture(scope="module")
+def predictor() -> PosePredictor:
+    torch.set_num_threads(1)
+    pose = PosePrior.from_pretrained()
+    motion = MotionPrior.from_pretrained(pose=pose)
+    g = build_image_encoder(ImageEncoderConfig(width=8, head_channels=16, head_hidden=32, image_size=SIZE), seed=0)
+    torch.manual_seed(0)
+    relations = {"pose-flip": RelationNet(RelationNetConfig(latent_dim=pose.latent_dim))}
+    return PosePredictor(g, pose, motion, torch.device("cpu"), {"image_checkpoint": "tiny"}, relations)
+
+
+@pytest.fixture(scope="module")
+def data() -> TargetData:
+    # prepared=None: synthetic demo motions, so these tests need no data folder.
+    return builtin_target_data(SIZE, target_style(), clips=2, eval_images=8, seed=1, prepared=None)
+
+
+def settings(**kw) -> SessionSettings:
+    base = {"terms": ("lcr", "pose-flip"), "steps": 4, "device": "cpu", "eval_every": 2, "report_seconds": 0.0}
+    return SessionSettings(**{**base, **kw})
+
+
+def test_builtin_data_is_labelled_and_sized(data: TargetData) -> None:
+    assert data.labelled and len(data.clips) == 2 and data.clips[0].shape == (60, SIZE, SIZE, 3)
+    assert data.eval_images.shape == (8, SIZE, SIZE, 3) and data.eval_joints.shape == (8, 17, 3)
+    assert "synthetic demo motions" in data.description and data.num_frames == 120
+
+
+def test_run_reports_curves_and_only_layer2_moves(predictor: PosePredictor, data: TargetData) -> None:
+    g0 = {k: v.clone() for k, v in predictor.encoder.state_dict().items()}
+    session = AdaptSession(predictor, data, settings())
+    reports = list(session.run())
+    first, last = reports[0], reports[-1]
+    assert first.phase == "evaluating" and first.step == 0 and [s for s, _ in first.errors] == [0]
+    assert last.phase == "done" and last.finished and last.step == 4 and session.stopped.is_set()
+    assert [s for s, _ in last.errors] == [0, 2, 4]  # before step 0, every eval_every steps, at the end
+    assert {k: [s for s, _ in v] for k, v in last.losses.items()} == {"lcr": [1, 3], "pose-flip": [2, 4]}  # in turn
+    assert all(np.isfinite(v) for v in last.latest_losses().values())
+    # The predictor keeps its G; the session's copy changed in layer2 only.
+    assert all(torch.equal(g0[k], v) for k, v in predictor.encoder.state_dict().items())
+    moved = {k.split(".")[0] for k, v in session.g.state_dict().items() if not torch.equal(g0[k], v.cpu())}
+    assert moved == {"layer2"}
+    c = session.comparison(3)
+    assert c["images"].shape == (3, SIZE, SIZE, 3) and c["before"].shape == c["after"].shape == c["truth"].shape == (3, 17, 3)
+    assert c["before_mm"].shape == (3,) and not np.allclose(c["before"], c["after"])
+    s = session.summary()
+    assert s["phase"] == "done" and s["steps_done"] == 4 and s["labelled"] is True
+    assert s["before_mpjpe_mm"] == last.errors[0][1] and s["after_mpjpe_mm"] == last.errors[-1][1]
+    with pytest.raises(ValueError, match="runs once"):
+        next(session.run())
+
+
+def test_cancel_stops_after_the_current_step(predictor: PosePredictor, data: TargetData) -> None:
+    stop = threading.Event()
+    session = AdaptSession(predictor, data, settings(steps=50, eval_every=0), cancel=stop)
+    seen = []
+    for report in session.run():
+        seen.append(report)
+        if report.step >= 2:
+            stop.set()
+    last = seen[-1]
+    assert last.phase == "cancelled" and 2 <= last.step < 50 and session.stopped.is_set()
+    assert [s for s, _ in last.errors] == [0, last.step]  # the reached G is still evaluated
+    assert session.summary()["phase"] == "cancelled" and session.comparison([0, 5])["index"].tolist() == [0, 5]
+
+
+def test_save_round_trips_and_refuses_protected_places(predictor: PosePredictor, data: TargetData, tmp_path: Path) -> None:
+    session = AdaptSession(predictor, data, settings(steps=1, eval_every=0))
+    with pytest.raises(ValueError, match="nothing to save"):
+        session.save(tmp_path / "early")
+    list(session.run())
+    path = session.save(tmp_path / "run1")
+    assert path == (tmp_path / "run1" / ADAPTED_NAME).resolve() and path.with_name(ADAPTED_NAME + ".json").exists()
+    g = load_image_encoder(path)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(g(x), session.g.eval()(x), atol=1e-5)
+    with pytest.raises(ValueError, match="already exists"):
+        session.save(tmp_path / "run1")
+    session.save(tmp_path / "run1", overwrite=True)
+    shipped = tmp_path / "shipped"
+    (shipped / "sub").mkdir(parents=True)
+    for target in (shipped, shipped / "sub", tmp_path / "run1" / ".." / "shipped"):
+        with pytest.raises(ValueError, match="shipped checkpoints"):
+            session.save(target, protected=[shipped])
+    (tmp_path / "link").symlink_to(shipped, target_is_directory=True)
+    with pytest.raises(ValueError, match="shipped checkpoints"):
+        session.save(tmp_path / "link", protected=[shipped])
+    before = sorted(p.name for p in CHECKPOINT_DIR.iterdir())
+    with pytest.raises(ValueError, match="shipped checkpoints"):
+        session.save(CHECKPOINT_DIR)  # the default protects the shipped folder
+    assert sorted(p.name for p in CHECKPOINT_DIR.iterdir()) == before and not list(shipped.rglob("*.safetensors"))
+
+
+def test_settings_terms_and_defaults(predictor: PosePredictor, data: TargetData) -> None:
+    for bad, pattern in (({"terms": ()}, "at least one"), ({"steps": 0}, "steps"), ({"lr": -1.0}, "learning rate")):
+        with pytest.raises(ValueError, match=pattern):
+            settings(**bad).checked()
+    with pytest.raises(ValueError, match="unknown adaptation terms"):
+        AdaptSession(predictor, data, settings(terms=("lcr", "teleport")))
+    with pytest.raises(ValueError, match="no relation network"):
+        AdaptSession(predictor, data, settings(terms=("inplane-10",)))
+    assert available_terms(predictor) == ["lcr", "hcr", "pose-flip"]
+    no_motion = PosePredictor(predictor.encoder, predictor.pose, None, predictor.device, {}, predictor.relations)
+    assert available_terms(no_motion) == ["lcr", "pose-flip"]
+    with pytest.raises(ValueError, match="motion prior"):
+        AdaptSession(no_motion, data, settings())
+    d = default_settings(predictor, "cpu")
+    assert d.device == "cpu" and d.steps == CPU_STEPS and set(d.terms) <= set(available_terms(predictor)) and d.terms
+    # A learning rate for people: relation terms get it, contrastive terms keep the recipe's ratio.
+    s = AdaptSession(predictor, data, settings(lr=1e-4))
+    assert s.config.lr_relation == pytest.approx(1e-4) and s.config.lr_contrastive > 0
+
+
+def test_uploaded_video_is_an_unlabelled_target(predictor: PosePredictor, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    clip = render_clip(demo_poses.random_windows(1, rng, length=40)[0], "source", rng, size=160)
+    path = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (160, 160))
+    for f in clip.image:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    data = video_target_data([path], SIZE, eval_images=6)
+    assert not data.labelled and data.clips[0].shape[1:] == (SIZE, SIZE, 3) and len(data.clips[0]) >= 30
+    session = AdaptSession(predictor, data, settings(terms=("lcr",), steps=2))
+    last = list(session.run())[-1]
+    assert last.phase == "done" and last.errors == []  # no labels, no target error
+    s = session.summary()
+    assert "before_mpjpe_mm" not in s and s["mean_change_mm"] >= 0 and session.comparison(2)["truth"] is None
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(ValueError):
+        video_target_data([bad], SIZE)
+    with pytest.raises(ValueError, match="at least one video"):
+        video_target_data([], SIZE)

@@ -1,0 +1,156 @@
+"""What the served app exposes: loopback only, bounded uploads, no files outside its own folders,
+no URL fetching for clients, no pickles, and no writes near the shipped weights.
+
+One server (``app.py`` as a subprocess, 1 MB upload limit) is probed over raw HTTP. Paths go out
+through ``http.client`` as written: httpx would normalise ``../`` segments away before sending.
+"""
+
+from __future__ import annotations
+
+import ast
+import http.client
+import importlib.util
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UPLOAD_LIMIT_MB = 1
+
+
+def _helpers() -> ModuleType:
+    """The server helpers of test_app.py (start_server, checkpoint_dir), loaded without re-collecting its tests."""
+    spec = importlib.util.spec_from_file_location("_nlrd_app_test_helpers", Path(__file__).with_name("test_app.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    h = _helpers()
+    log = tmp_path_factory.mktemp("security_server") / "app.log"
+    proc, url, _ = h.start_server(h.checkpoint_dir(), None, log, extra_args=["--max-upload-mb", str(UPLOAD_LIMIT_MB)])
+    try:
+        yield url
+    finally:
+        h.stop_server(proc)
+
+
+def _get(url: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no normalisation of dot segments or escapes)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _served_files(url: str) -> list[str]:
+    """The file URLs the page itself uses (the synthetic examples in the app's temp folder)."""
+    import httpx
+
+    config = json.dumps(httpx.get(f"{url}config", timeout=30).json())
+    return [u for u in set(re.findall(r'"url":\s*"([^"]+)"', config)) if "/gradio_api/file=" in u]
+
+
+def test_listens_on_loopback_only(server: str, app_module: ModuleType) -> None:
+    assert app_module.build_parser().parse_args([]).host == "127.0.0.1"
+    port = urlsplit(server).port
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outbound interface
+        address = probe.getsockname()[0]
+    except OSError:
+        pytest.skip("no non-loopback interface to probe")
+    finally:
+        probe.close()
+    if address.startswith("127."):
+        pytest.skip("no non-loopback interface to probe")
+    with pytest.raises(OSError), socket.create_connection((address, port), timeout=5):
+        pass
+
+
+def test_own_files_are_served_and_nothing_else(server: str) -> None:
+    own = _served_files(server)
+    assert own, "the page should reference its synthetic examples"
+    example = urlsplit(own[0]).path
+    status, body = _get(server, example)
+    assert status == 200 and len(body) > 1000  # positive control: the app's own temp folder is served
+    temp_file = example.split("file=", 1)[1]
+    secret = REPO / "checkpoints" / "pose_aae.safetensors"
+    targets = ["/etc/passwd", "../../../../../../etc/passwd", "..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
+               f"{temp_file}/../../../../../etc/passwd", f"{Path(temp_file).parent}/../../../../app.py", "~/.bashrc",
+               "app.py", "checkpoints/pose_aae.safetensors", str(secret), str(REPO / "app.py"), "/proc/self/environ"]  # fmt: skip
+    routes = ["/gradio_api/file=", "/gradio_api/file/", "/file=", "/static/", "/assets/", "/gradio_api/static/"]
+    for route in routes:
+        for target in targets:
+            status, body = _get(server, route + target)
+            assert status in (400, 403, 404), (route + target, status)
+            assert len(body) < 2000 and b"root:" not in body  # an error message, not a file
+
+
+def test_no_url_fetching_for_clients(server: str) -> None:
+    port = urlsplit(server).port
+    for target in (f"http://127.0.0.1:{port}/config", "https://example.com/photo.png", "HTTP://example.com/a.png",
+                   "ftp://example.com/a"):  # fmt: skip
+        for route in ("/gradio_api/file=", "/gradio_api/file/"):
+            status, _ = _get(server, route + target)
+            assert status == 403, (route + target, status)
+
+
+def test_upload_size_is_limited(server: str) -> None:
+    import httpx
+
+    big = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.png", os.urandom(2 * 1024 * 1024), "image/png")},
+                     timeout=60)  # fmt: skip
+    assert big.status_code == 413
+    small = httpx.post(f"{server}gradio_api/upload", files={"files": ("small.png", os.urandom(10_000), "image/png")}, timeout=60)
+    assert small.status_code == 200
+    # What was uploaded is served back from the app's own temp folder (and nothing next to it).
+    path = small.json()[0]
+    assert _get(server, f"/gradio_api/file={path}")[0] == 200
+    assert _get(server, f"/gradio_api/file={path}/../../../../app.py")[0] in (403, 404)
+
+
+def test_no_extra_routes(server: str) -> None:
+    for path in ("/gradio_api/runs", "/monitoring", "/gradio_api/mcp/sse"):
+        assert _get(server, path)[0] in (403, 404), path
+
+
+def test_loads_no_pickles() -> None:
+    """No code path of the app or the package can unpickle: weights are safetensors, arrays npz without pickles."""
+    files = [REPO / "app.py", *sorted((REPO / "nlrd").rglob("*.py"))]
+    for path in files:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                assert not any(n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "cloudpickle") for n in names), path
+            if isinstance(node, ast.Call):
+                fn = ast.unparse(node.func)
+                assert fn not in ("torch.load", "pickle.load", "pickle.loads", "torch.jit.load"), (path, fn)
+                for kw in node.keywords:
+                    if kw.arg in ("allow_pickle", "weights_only"):
+                        assert isinstance(kw.value, ast.Constant) and kw.value.value is (kw.arg == "weights_only"), (path, fn)
+
+
+def test_runs_dir_inside_the_checkpoints_is_refused(app_module: ModuleType) -> None:
+    with pytest.raises(SystemExit):  # argparse's error exit, before anything is loaded or served
+        app_module.main(["--runs-dir", str(REPO / "checkpoints" / "mine")])
+
+
+@pytest.fixture(scope="module")
+def app_module() -> ModuleType:
+    return _helpers().load_app_module()
