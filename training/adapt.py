@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
     p.add_argument("--relations-dir", default="checkpoints/relations")
     p.add_argument("--videos", default=None, help="adapt to the real videos in this folder instead of rendered target clips")
+    p.add_argument("--trainable", default=",".join(AdaptStageConfig.trainable),
+                   help="comma list of G's stages that train (the paper: layer2 = Res-3 only)")
     p.add_argument("--stream", action="store_true",
                    help="render fresh target clips every step instead of the fixed unlabelled set target_adapt_clips")
     add_dataclass_args(p, AdaptStageConfig, "stage", skip=("terms", "trainable", "seed", "steps"))
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     info, device = setup(args)
     data_root = resolve_data_root(args.data_root)
     terms = tuple(t.strip() for t in args.terms.split(",") if t.strip())
-    cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps)
+    trainable = tuple(t.strip() for t in args.trainable.split(",") if t.strip())
+    cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps, trainable=trainable)
     pose = PosePrior.from_pretrained(args.pose, device=device)
     motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
     bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in CONTRASTIVE_TERMS], device)

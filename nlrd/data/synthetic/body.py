@@ -28,12 +28,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 from numba import njit
 
 from nlrd.skeleton import H36M_17, Skeleton
+
+if TYPE_CHECKING:  # trimesh is imported where it is used: importing it costs most of a second
+    import trimesh
 
 
 class Part(IntEnum):
@@ -124,6 +127,8 @@ class BodyMesh:
 
     def to_trimesh(self, face_colors: np.ndarray | None = None) -> trimesh.Trimesh:
         """A trimesh of the body (e.g. for GLB export); ``face_colors`` (F, 3|4) uint8 optional."""
+        import trimesh
+
         mesh = trimesh.Trimesh(self.vertices.astype(np.float64), self.faces, process=False)
         if face_colors is not None:
             mesh.visual.face_colors = face_colors
@@ -279,6 +284,8 @@ def _torso_primitive() -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
 @lru_cache(maxsize=1)
 def body_template() -> BodyTemplate:
     """Build (once per process) the concatenated unit primitives of the body."""
+    import trimesh  # for its icospheres (head, hands, feet)
+
     locals_, ia_, ib_, w_, th_, faces_, parts_ = [], [], [], [], [], [], []
     nv = 0
     frame = 0
