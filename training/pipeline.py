@@ -5,9 +5,10 @@
 
 Stages, in order (each a separate process, so a failure names its stage and a rerun resumes):
 prepare_data -> pose_aae (6000 steps) -> pose decoder fine-tune (1500 steps: joint-angle limits and
-coverage, Ep frozen) -> motion_ae (4000 steps) -> source Gs (5000 steps) -> oracle (target labels,
-from Gs) -> relation networks -> evaluate. ``--scale`` multiplies every step count (0.1 for a smoke
-run). Wall time per stage is printed and written to ``<out-dir>/pipeline.json``.
+coverage, Ep frozen) -> motion_ae (7000 steps) -> source Gs (5000 steps) -> oracle (target labels,
+from Gs) -> relation networks -> adapt (the shipped adapted G) -> ablation rows -> evaluate.
+``--scale`` multiplies every step count (0.1 for a smoke run). Wall time per stage is printed and
+written to ``<out-dir>/pipeline.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+ADAPT_STEPS = 300
 
 
 def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tuple[str, list[str]]]:
@@ -35,7 +38,7 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
                                    "--stage-angle-limit-weight", "10", "--stage-angle-margin-deg", "2",
                                    "--stage-coverage-weight", "0.5", "--out", str(out / "pose_aae.safetensors"),
                                    "--run-dir", str(out / "run_pose_ft")]),
-        ("motion_ae", ["training.train_motion_ae", *common, "--steps", n(4000), "--pose", str(out / "pose_aae.safetensors"),
+        ("motion_ae", ["training.train_motion_ae", *common, "--steps", n(7000), "--pose", str(out / "pose_aae.safetensors"),
                        "--out", str(out / "motion_ae.safetensors"), "--run-dir", str(out / "run_motion")]),
         ("source", ["training.train_source", *common, "--steps", n(5000), "--pose", str(out / "pose_aae.safetensors"),
                     "--out", str(out / "source_gs.safetensors"), "--run-dir", str(out / "run_source")]),
@@ -46,8 +49,14 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
         ("relations", ["training.train_relations", *common, "--steps", n(1500), "--pose", str(out / "pose_aae.safetensors"),
                        "--motion", str(out / "motion_ae.safetensors"), "--out-dir", str(out / "relations"),
                        "--run-dir", str(out / "run_relations")]),
-        ("evaluate", ["training.evaluate", "--data", data, *data_root, "--checkpoints", str(out), "--only", "priors,source",
-                      "--out", str(out / "results.json")]),
+        ("adapt", ["training.adapt", *common, "--steps", n(ADAPT_STEPS), "--init", str(out / "source_gs.safetensors"),
+                   "--pose", str(out / "pose_aae.safetensors"), "--motion", str(out / "motion_ae.safetensors"),
+                   "--relations-dir", str(out / "relations"), "--out", str(out / "adapted_g.safetensors"),
+                   "--run-dir", str(out / "run_adapt")]),
+        ("ablation", ["training.ablation", "--data", data, *data_root, "--steps", n(ADAPT_STEPS), "--checkpoints", str(out),
+                      "--out-dir", str(out / "ablation")]),
+        ("evaluate", ["training.evaluate", "--data", data, *data_root, "--checkpoints", str(out), "--only",
+                      "priors,source,adapt", "--ablation-dir", str(out / "ablation"), "--out", str(out / "results.json")]),
     ]  # fmt: skip
 
 

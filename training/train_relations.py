@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> dict:
         report[name]["seconds"] = round(result.seconds, 1)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        # Merge with the report of earlier runs (relations trained separately keep their entries).
+        path = out_dir / "report.json"
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged.update(report)
+        path.write_text(json.dumps(merged, indent=2))
     summary = {"stage": "relations", "wall_seconds": watch.seconds(), "relations": report}
     finish(info, summary)
     return summary
