@@ -24,7 +24,7 @@ from nlrd.data.poses import ensure_prepared, load_split
 from nlrd.evaluation import evaluate_motion_prior, evaluate_pose_prior
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior
 
-SECTIONS = ("priors", "source", "adapt")
+SECTIONS = ("priors", "source", "adapt", "real")
 
 
 @functools.cache
@@ -130,6 +130,40 @@ def eval_adapt(args: argparse.Namespace) -> dict[str, Any]:
     return {"relations": {"nonlocalness": d}, "adapt": {"rows": rows, "test_set": "target_test (2,000 renders)"}}
 
 
+def footage_checks(g: torch.nn.Module, pose: PosePrior, crops: np.ndarray) -> dict[str, float]:
+    """Label-free checks of an image model on person crops (T, H, W, 3) uint8 of one video.
+
+    flip_consistency_mm: mean ||y(x) - flip(y(flip x))|| over joints and frames (0 for a model that
+    respects the mirror exactly); jitter_mm_per_frame2: mean norm of the joints' second difference
+    (acceleration, mm / frame^2).
+    """
+    from nlrd.evaluation import predict_joints
+    from nlrd.transforms import flip_pose
+
+    y = predict_joints(g, pose.decoder, crops)
+    yf = flip_pose(predict_joints(g, pose.decoder, np.ascontiguousarray(crops[:, :, ::-1])))
+    acc = y[2:] - 2 * y[1:-1] + y[:-2]
+    return {"flip_consistency_mm": float(np.linalg.norm(y - yf, axis=-1).mean()),
+            "jitter_mm_per_frame2": float(np.linalg.norm(acc, axis=-1).mean()), "frames": int(len(y))}  # fmt: skip
+
+
+def eval_real(args: argparse.Namespace) -> dict[str, Any]:
+    """Flip consistency and jitter on the real videos, for Gs and for G adapted to those videos."""
+    from nlrd.data.paths import resolve_data_root
+    from training.adapt import video_crops
+
+    pose = _pose_prior(args.checkpoints)
+    folder = resolve_data_root(args.data_root) / "media"
+    models = {"source-only": Path(args.checkpoints) / "source_gs.safetensors", "adapted to the videos": Path(args.real_adapted)}
+    loaded = {name: _load_encoder(path)[0] for name, path in models.items() if path.exists()}
+    size = next(iter(loaded.values())).config.image_size
+    out: dict[str, Any] = {"videos": {}, "adapted_checkpoint": str(args.real_adapted)}
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4")
+    for path, crops in zip(videos, video_crops(folder, size), strict=True):
+        out["videos"][path.name] = {name: footage_checks(g, pose, crops) for name, g in loaded.items()}
+    return {"real_footage": out}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -138,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ablation-dir", default="runs/ablation", help="rows written by training.ablation")
+    p.add_argument("--real-adapted", default="runs/adapt_real/g.safetensors",
+                   help="G adapted to the real videos (python -m training.adapt --videos ...), for --only real")
     p.add_argument("--out", default="results.json")
     args = p.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -153,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results.update(eval_source(args))
     if "adapt" in only:
         results.update(eval_adapt(args))
+    if "real" in only:
+        results.update(eval_real(args))
     out_path.write_text(json.dumps(results, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
     print(json.dumps(results, indent=2, default=str))
     return results
