@@ -30,18 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accuracy_report import _get  # a sibling script (benchmarks/ is on sys.path when run)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 TOTAL_TARGET_S = 600.0  # every benchmark together on CPU
-
-
-def _get(d: Any, *keys: str) -> Any:
-    """Nested lookup; None when a level is missing."""
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
 
 
 def _num(value: Any, spec: str = ".1f", suffix: str = "") -> str:

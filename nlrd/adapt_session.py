@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -182,27 +181,11 @@ def video_target_data(paths: Sequence[str | Path], image_size: int, *, eval_imag
     the frames from the first to the last detection are cropped as the predictor crops them. The
     evaluation set is ``eval_images`` frames spread over all clips (no labels).
     """
-    from nlrd.data.crop import crop_clip
-    from nlrd.data.detection import track_person
-    from nlrd.data.video import iter_video, probe_video
-    from nlrd.inference import CROP_MARGIN
+    from nlrd.inference import person_crops
 
     if not paths:
         raise ValueError("add at least one video to adapt to")
-    clips = []
-    for path in paths:
-        name = Path(path).name
-        info = probe_video(path)
-        frames = list(itertools.islice(iter_video(path, max_side=VIDEO_MAX_SIDE), max_frames))
-        if not frames:
-            raise ValueError(f"{name}: the video has no frames")
-        track = track_person(frames, fps=info.fps)
-        keep = np.flatnonzero(track.found)
-        if not len(keep):
-            raise ValueError(f"{name}: no person found in the video")
-        s, e = int(keep[0]), int(keep[-1]) + 1
-        crops, _ = crop_clip(np.stack(frames[s:e]), track.boxes[s:e], image_size, CROP_MARGIN)
-        clips.append(crops)
+    clips = [person_crops(path, image_size, max_side=VIDEO_MAX_SIDE, max_frames=max_frames) for path in paths]
     flat = np.concatenate(clips)
     idx = np.unique(np.linspace(0, len(flat) - 1, min(eval_images, len(flat))).round().astype(int))
     text = f"{len(clips)} uploaded video(s), {len(flat)} person-cropped frames (no labels: no target error)"

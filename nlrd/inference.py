@@ -457,19 +457,49 @@ def load_image_encoder(path: str | os.PathLike[str]) -> ImageEncoder:
     return enc.eval()
 
 
+def load_relation_net(path: str | os.PathLike[str]) -> tuple[str, RelationNet] | None:
+    """(relation name, network in eval mode) from a relation checkpoint; None for another stage's file."""
+    ck = load_checkpoint(path)
+    if not str(ck.meta.get("stage", "")).startswith("relation:"):
+        return None
+    net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
+    load_into(net, ck, prefix="net.")
+    return ck.meta["config"]["relation"], net.eval()
+
+
 def load_relation_nets(folder: Path) -> dict[str, RelationNet]:
     """Every relation network ``<name>.safetensors`` in a folder (empty when the folder is absent)."""
-    nets: dict[str, RelationNet] = {}
     if not folder.is_dir():
-        return nets
-    for path in sorted(folder.glob("*.safetensors")):
-        ck = load_checkpoint(path)
-        if not ck.meta["stage"].startswith("relation:"):
-            continue
-        net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
-        load_into(net, ck, prefix="net.")
-        nets[ck.meta["config"]["relation"]] = net.eval()
-    return nets
+        return {}
+    loaded = (load_relation_net(path) for path in sorted(folder.glob("*.safetensors")))
+    return dict(item for item in loaded if item is not None)
+
+
+def person_crops(path: str | os.PathLike[str], size: int, *, max_side: int = 640,
+                 max_frames: int | None = None) -> np.ndarray:  # fmt: skip
+    """Crops (T, size, size, 3) uint8 of the main person in a video, framed like the predictor's crops.
+
+    The video is decoded at ``max_side`` (its first ``max_frames`` frames), the person tracked with the
+    detector, and the frames from the first to the last detection cropped with :data:`CROP_MARGIN`.
+    ValueError naming the file when it has no frames or nobody is found.
+    """
+    import itertools
+
+    from nlrd.data.crop import crop_clip
+    from nlrd.data.video import iter_video, probe_video
+
+    name = Path(path).name
+    info = probe_video(path)
+    frames = list(itertools.islice(iter_video(path, max_side=max_side), max_frames))
+    if not frames:
+        raise ValueError(f"{name}: the video has no frames")
+    track = track_person(frames, fps=info.fps)
+    keep = np.flatnonzero(track.found)
+    if not len(keep):
+        raise ValueError(f"{name}: no person found in the video")
+    s, e = int(keep[0]), int(keep[-1]) + 1
+    crops, _ = crop_clip(np.stack(frames[s:e]), track.boxes[s:e], size, CROP_MARGIN)
+    return crops
 
 
 def refine_latents(z: np.ndarray, motion: MotionPrior, stride: int = 10) -> np.ndarray:

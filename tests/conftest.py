@@ -1,8 +1,12 @@
-"""Shared fixtures: the real data folder (tests that need it skip with a reason when it is absent)."""
+"""Shared fixtures: the real data folder (tests that need it skip with a reason when it is absent), and
+the app-server helpers of test_app.py for the other app test files."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -15,3 +19,17 @@ def data_root() -> Path:
     if not (root / "cmu_mocap").is_dir():
         pytest.skip(f"real data not found at {root} (set NLRD_DATA to the data folder)")
     return root
+
+
+@pytest.fixture(scope="session")
+def app_helpers() -> ModuleType:
+    """test_app.py as a module (start_server, stop_server, checkpoint_dir, load_app_module), loaded once
+    under another name so pytest does not collect its tests twice."""
+    name = "_nlrd_app_test_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_app.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -9,7 +9,6 @@ Skipped when Chromium or Playwright is missing (``scripts/install_browser.sh`` i
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Iterator
@@ -28,15 +27,6 @@ TIMEOUT_MS = 90_000  # generous: the test machine may be busy training
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (run scripts/install_browser.sh as root)")
 
 
-def _helpers() -> ModuleType:
-    """The server helpers of test_app.py (start_server, checkpoint_dir), loaded without re-collecting its tests."""
-    spec = importlib.util.spec_from_file_location("_nlrd_app_test_helpers", Path(__file__).with_name("test_app.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _plot_js(elem_id: str) -> str:
     """JS expression: the plotly div inside a gr.Plot (plotly stores the drawn traces on it as .data)."""
     return f"document.querySelector('#{elem_id} [data-testid=plotly]')"
@@ -50,8 +40,8 @@ def shots() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    h = _helpers()
+def server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
+    h = app_helpers
     proc, url, _ = h.start_server(h.checkpoint_dir(), None, tmp_path_factory.mktemp("browser_server") / "app.log")
     try:
         yield url

@@ -38,8 +38,8 @@ def driver() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    h = _load("_nlrd_app_test_helpers", Path(__file__).with_name("test_app.py"))
+def server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
+    h = app_helpers
     proc, url, _ = h.start_server(h.checkpoint_dir(), None, tmp_path_factory.mktemp("load_server") / "app.log")
     try:
         yield url

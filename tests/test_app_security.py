@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import http.client
-import importlib.util
 import json
 import os
 import re
@@ -25,18 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 UPLOAD_LIMIT_MB = 1
 
 
-def _helpers() -> ModuleType:
-    """The server helpers of test_app.py (start_server, checkpoint_dir), loaded without re-collecting its tests."""
-    spec = importlib.util.spec_from_file_location("_nlrd_app_test_helpers", Path(__file__).with_name("test_app.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    h = _helpers()
+def server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
+    h = app_helpers
     log = tmp_path_factory.mktemp("security_server") / "app.log"
     proc, url, _ = h.start_server(h.checkpoint_dir(), None, log, extra_args=["--max-upload-mb", str(UPLOAD_LIMIT_MB)])
     try:
@@ -152,5 +142,5 @@ def test_runs_dir_inside_the_checkpoints_is_refused(app_module: ModuleType) -> N
 
 
 @pytest.fixture(scope="module")
-def app_module() -> ModuleType:
-    return _helpers().load_app_module()
+def app_module(app_helpers: ModuleType) -> ModuleType:
+    return app_helpers.load_app_module()

@@ -23,21 +23,20 @@ from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_f
 DEFAULT_OUT = "checkpoints/adapted_g.safetensors"
 
 
-def video_crops(folder: Path, size: int) -> list[np.ndarray]:
-    """Person-cropped frames (T, size, size, 3) of every video in a folder (tracked with the detector)."""
-    from nlrd.data.crop import crop_clip
-    from nlrd.data.detection import track_person
-    from nlrd.data.video import read_video
-    from nlrd.inference import CROP_MARGIN
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 
-    out = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in {".mp4", ".mov", ".avi", ".mkv", ".webm"}):
-        clip = read_video(path, max_side=640)
-        track = track_person(clip.frames, fps=clip.fps)
-        keep = np.flatnonzero(track.found)
-        if len(keep):
-            crops, _ = crop_clip(clip.frames[keep[0] : keep[-1] + 1], track.boxes[keep[0] : keep[-1] + 1], size, CROP_MARGIN)
-            out.append(crops)
+
+def video_crops(folder: Path, size: int) -> dict[str, np.ndarray]:
+    """Person-cropped frames (T, size, size, 3) of every video in a folder with a person in it, by file name."""
+    from nlrd.inference import person_crops
+
+    out = {}
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
+        try:
+            out[path.name] = person_crops(path, size)
+        except ValueError as exc:
+            if "no person found" not in str(exc):
+                raise
     if not out:
         raise ValueError(f"no video with a person found in {str(folder)!r}")
     return out
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     g = load_image_encoder(args.init)
     val_poses = load_split(args.data, "val").joints
     if args.videos:
-        crops = video_crops(Path(args.videos), g.config.image_size)
+        crops = list(video_crops(Path(args.videos), g.config.image_size).values())
         stage = AdaptStage(g, pose, motion, bank, cfg, device, info, video_crops=crops, val_poses=val_poses,
                            data_root=data_root, init_checkpoint=args.init)  # fmt: skip
     elif args.stream:

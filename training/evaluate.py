@@ -158,9 +158,8 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
     loaded = {name: _load_encoder(path)[0] for name, path in models.items() if path.exists()}
     size = next(iter(loaded.values())).config.image_size
     out: dict[str, Any] = {"videos": {}, "adapted_checkpoint": str(args.real_adapted)}
-    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4")
-    for path, crops in zip(videos, video_crops(folder, size), strict=True):
-        out["videos"][path.name] = {name: footage_checks(g, pose, crops) for name, g in loaded.items()}
+    for video, crops in video_crops(folder, size).items():
+        out["videos"][video] = {name: footage_checks(g, pose, crops) for name, g in loaded.items()}
     return {"real_footage": out}
 
 

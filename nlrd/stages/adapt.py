@@ -36,14 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.synthetic import SyntheticClipDataset, fixed_test_set
 from nlrd.losses import info_nce
 from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.models.image_encoder import ImageEncoder, encode_images, trainable_parameters
-from nlrd.models.relation_net import RelationNet, RelationNetConfig
+from nlrd.models.relation_net import RelationNet
 from nlrd.precision import autocast
-from nlrd.priors import MotionPrior, PosePrior, config_from_dict
+from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.source import RENDER_SOURCES, colour_jitter
 from nlrd.trainer import DistInfo, wrap_ddp
 from nlrd.transforms import MOTION_LENGTH, get_relation
@@ -115,15 +114,17 @@ class RelationBank:
 
     @classmethod
     def load(cls, folder: str | Path, names: list[str], device: torch.device) -> RelationBank:
+        from nlrd.inference import load_relation_net
+
         bank = cls()
         for name in names:
             path = Path(folder) / f"{name}.safetensors"
             if not path.exists():
                 raise ValueError(f"relation network {name!r} not found at {str(path)!r}; run python -m training.train_relations")
-            ck = load_checkpoint(path)
-            net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
-            load_into(net, ck, prefix="net.")
-            net.to(device).eval()
+            loaded = load_relation_net(path)
+            if loaded is None:
+                raise ValueError(f"{str(path)!r} is not a relation network checkpoint")
+            net = loaded[1].to(device)
             for p in net.parameters():
                 p.requires_grad_(False)
             bank.nets[name] = net
