@@ -798,8 +798,16 @@ def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]
     """UI follow-up of /relation_pair: images, latent PCA map, frame slider; stops playback."""
     if view is None:
         msg = _message_figure("No relation pair to map.", height=320)
-        return (None, None, msg, _slider_update(1), gr.update(visible=False), False, gr.Timer(active=False),
-                relation_network_text(None))
+        return (
+            None,
+            None,
+            msg,
+            _slider_update(1),
+            gr.update(visible=False),
+            False,
+            gr.Timer(active=False),
+            relation_network_text(None),
+        )
     n = len(view.anchor)
     if view.order == "pose":
         bank, space = ctx.bank_z, "pose latents z"
@@ -1060,12 +1068,31 @@ def save_adaptation(ctx: AppContext, session: AdaptSession | None, run_name: str
 
 # ----------------------------------------------------------------------------- About
 _STAGES = (
-    ("1", "Pose & motion priors", ["auto-encoders trained on", "motion capture only:", "pose ↔ z (32-d),",
-                                   "30 frames ↔ v (128-d)"], "explore"),
+    (
+        "1",
+        "Pose & motion priors",
+        ["auto-encoders trained on", "motion capture only:", "pose ↔ z (32-d),", "30 frames ↔ v (128-d)"],
+        "explore",
+    ),
     ("2", "Source model Gs", ["labelled synthetic renders", "image → G → z → Dp + FK", "→ 3D pose (mm)"], "predict"),
-    ("3", "Relation networks", ["exact relations (flip, rotate,", "reverse, slow) on poses and", "images; small networks", "map latent → latent"], "relations"),  # noqa: E501
-    ("4", "Self-adaptation", ["unlabelled target photos /", "clips: distil the non-local", "relations into G", "(no 3D labels needed)"], "adapt"),  # noqa: E501
-    ("5", "Inference", ["detect, crop, G, decode;", "flip test; motion-prior", "refinement for clips;", "JSON / BVH / GLB"], "predict"),  # noqa: E501
+    (
+        "3",
+        "Relation networks",
+        ["exact relations (flip, rotate,", "reverse, slow) on poses and", "images; small networks", "map latent → latent"],
+        "relations",
+    ),  # noqa: E501
+    (
+        "4",
+        "Self-adaptation",
+        ["unlabelled target photos /", "clips: distil the non-local", "relations into G", "(no 3D labels needed)"],
+        "adapt",
+    ),  # noqa: E501
+    (
+        "5",
+        "Inference",
+        ["detect, crop, G, decode;", "flip test; motion-prior", "refinement for clips;", "JSON / BVH / GLB"],
+        "predict",
+    ),  # noqa: E501
 )
 _STAGE_COLOURS = ("#e8f1fb", "#fdf0e6", "#eaf6ea", "#f3ecf9", "#fbeaea")
 _STAGE_STROKES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728")
@@ -1367,13 +1394,24 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                 gr.Markdown(ABOUT_TEXT)
 
         # ---------------------------------------------------------------------- events: Predict
-        pred_follow_outputs = [overlay_img, files_out, glb_view, pred_frame, pred_frame_row, status_md, pred_playing, pred_timer,
-                               pred_play]
+        pred_follow_outputs = [
+            overlay_img,
+            files_out,
+            glb_view,
+            pred_frame,
+            pred_frame_row,
+            status_md,
+            pred_playing,
+            pred_timer,
+            pred_play,
+        ]
         image_btn.click(b(predict_image), [image_in, flip_cb], [json_out, pred_plot, pred_state], api_name="predict_image",
                         ).success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")  # fmt: skip
-        (video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb], [json_out, pred_state], api_name="predict_clip")
-         .success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
-         .success(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private"))
+        (
+            video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb], [json_out, pred_state], api_name="predict_clip")
+            .success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
+            .success(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private")
+        )
         pred_frame.input(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private",
                          trigger_mode="always_last", show_progress="hidden")  # fmt: skip
         pred_play.click(toggle_play, [pred_playing], [pred_playing, pred_timer, pred_play], api_visibility="private")
@@ -1391,7 +1429,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                                   (reset_btn.click, reset_latent, []),
                                   (encode_btn.click, encode_last_prediction, [pred_state, pred_frame])):  # fmt: skip
             event(b(fn), inputs, sliders, api_visibility="private", show_progress="hidden").success(
-                b(decode_latent), sliders, explore_plot, api_visibility="private", show_progress="hidden")
+                b(decode_latent), sliders, explore_plot, api_visibility="private", show_progress="hidden"
+            )
         nearest_btn.click(b(nearest_pose), sliders, [nearest_plot, nearest_md], api_visibility="private")
         interp_btn.click(b(interpolate), [a_mode, a_seed, b_mode, b_seed, interp_steps, *sliders],
                          [interp_state, interp_plot, interp_frame, interp_md], api_visibility="private"
@@ -1408,17 +1447,20 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
 
         def show_pair(event: Any, api_name: str | None = None) -> None:
             kwargs: dict[str, Any] = {"api_name": api_name} if api_name else {"api_visibility": "private"}
-            (event(b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], **kwargs)
-             .success(b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private")
-             .success(lambda: gr.update(value="▶ Play"), None, rel_play, api_visibility="private"))
+            (
+                event(b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], **kwargs)
+                .success(b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private")
+                .success(lambda: gr.update(value="▶ Play"), None, rel_play, api_visibility="private")
+            )
 
         show_pair(rel_dd.input, api_name="relation_pair")
         show_pair(rel_seed.submit)
         rel_dd.input(b(relation_explanation), [rel_dd], rel_text, api_visibility="private")
         rel_new.click(random_seed, None, rel_seed, api_visibility="private", queue=False).then(
-            b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], api_visibility="private").success(
-            b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private").success(
-            lambda: gr.update(value="▶ Play"), None, rel_play, api_visibility="private")
+            b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], api_visibility="private"
+        ).success(b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private").success(
+            lambda: gr.update(value="▶ Play"), None, rel_play, api_visibility="private"
+        )
         rel_frame.input(b(relation_frame), [rel_state, rel_frame], [rel_plot, rel_img_a, rel_img_c], api_visibility="private",
                         trigger_mode="always_last", show_progress="hidden")  # fmt: skip
         rel_play.click(toggle_play, [rel_playing], [rel_playing, rel_timer, rel_play], api_visibility="private")
@@ -1441,7 +1483,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
             btn.click(_goto(tab), None, tabs, api_visibility="private", queue=False)
         # First visit: show the first relation pair so the tab is never empty.
         demo.load(b(relation_pair), [rel_dd, rel_seed], [rel_plot, rel_dist, rel_state], api_visibility="private").success(
-            b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private")
+            b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private"
+        )
     demo.nlrd_context = ctx  # type: ignore[attr-defined]
     return demo
 

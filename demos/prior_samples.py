@@ -1,6 +1,6 @@
 """Write an interactive HTML of the learned pose prior: a grid of random z and an interpolation walk.
 
-    python demos/prior_samples.py --out prior_samples.html
+python demos/prior_samples.py --out prior_samples.html
 """
 
 from __future__ import annotations

@@ -312,8 +312,9 @@ class PosePredictor:
             source = stack_frames(list(frames))  # also checks that all frames have one size
             total = len(source)
         else:
-            raise ValueError("frames: expected a video path, a (T, H, W, 3) array or a list of frames, "
-                             f"got {type(frames).__name__}")
+            raise ValueError(
+                f"frames: expected a video path, a (T, H, W, 3) array or a list of frames, got {type(frames).__name__}"
+            )
         fps = 30.0 if fps is None else float(fps)
         if not (np.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, got {fps!r}")

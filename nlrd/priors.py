@@ -1,9 +1,9 @@
 """Public API of the learned pose and motion latent spaces: numpy (or torch) in, same kind out.
 
-    from nlrd import PosePrior, MotionPrior
-    prior = PosePrior.from_pretrained()          # shipped weights in checkpoints/
-    z = prior.encode(joints)                     # (..., 17, 3) mm -> (..., 32) in [-1, 1]
-    joints = prior.decode(prior.sample(8, seed=0))
+from nlrd import PosePrior, MotionPrior
+prior = PosePrior.from_pretrained()          # shipped weights in checkpoints/
+z = prior.encode(joints)                     # (..., 17, 3) mm -> (..., 32) in [-1, 1]
+joints = prior.decode(prior.sample(8, seed=0))
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class _Runner:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{what}: expected a numeric array of shape (..., {', '.join(map(str, trailing))}), "
                              f"got {type(x).__name__} ({exc})") from None  # fmt: skip
-        if t.ndim < len(trailing) or tuple(t.shape[-len(trailing):]) != trailing:
+        if t.ndim < len(trailing) or tuple(t.shape[-len(trailing) :]) != trailing:
             raise ValueError(f"{what}: expected shape (..., {', '.join(map(str, trailing))}), got {tuple(t.shape)}")
         if t.numel() == 0:
             raise ValueError(f"{what}: empty input of shape {tuple(t.shape)}")

@@ -226,9 +226,9 @@ class Trainer:
         ck = load_checkpoint(self.resume_path)
         for name, m in self.stage.modules().items():
             prefix = f"model.{name}."
-            sd = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
+            sd = {k[len(prefix) :]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
             unwrap(m).load_state_dict(sd, strict=True)
-        opt_t = {k[len("optim."):]: v for k, v in ck.tensors.items() if k.startswith("optim.")}
+        opt_t = {k[len("optim.") :]: v for k, v in ck.tensors.items() if k.startswith("optim.")}
         _restore_optimizers(self.stage.optimizers(), opt_t, ck.meta["extra"]["optimizers"])
         return int(ck.meta["extra"]["step"])
 
@@ -268,8 +268,11 @@ class Trainer:
                     self.on_log(done, avg)
                 if info.is_main and not cfg.progress:
                     rate = (done - start) / max(1e-9, time.perf_counter() - t0)
-                    print(f"[{self.stage.name}] step {done}/{cfg.steps} ({rate:.2f} it/s) "
-                          + " ".join(f"{k}={v:.4g}" for k, v in avg.items() if k != "step"), flush=True)
+                    print(
+                        f"[{self.stage.name}] step {done}/{cfg.steps} ({rate:.2f} it/s) "
+                        + " ".join(f"{k}={v:.4g}" for k, v in avg.items() if k != "step"),
+                        flush=True,
+                    )
             if cfg.val_every and (done % cfg.val_every == 0 or done == cfg.steps):
                 val = self.stage.evaluate()
                 val["step"] = float(done)

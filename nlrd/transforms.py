@@ -107,8 +107,10 @@ def slow_pair(window: ArrayT, length: int = MOTION_LENGTH, time_axis: int = -3) 
     start = length // 2
     idx_mid = list(range(start, start + length))
     if isinstance(window, torch.Tensor):
-        return (window.index_select(time_axis, torch.tensor(idx_anchor, device=window.device)),
-                window.index_select(time_axis, torch.tensor(idx_mid, device=window.device)))
+        return (
+            window.index_select(time_axis, torch.tensor(idx_anchor, device=window.device)),
+            window.index_select(time_axis, torch.tensor(idx_mid, device=window.device)),
+        )
     w = np.asarray(window)
     return np.take(w, idx_anchor, axis=time_axis), np.take(w, idx_mid, axis=time_axis)
 

@@ -423,9 +423,7 @@ def pose_figure(
     fig = go.Figure()
     for i, pose in enumerate(poses):
         base = colours[i] if colours is not None else (None if i == 0 else POSE_COLOURS[(i - 1) % len(POSE_COLOURS)])
-        fig.add_traces(
-            _pose_traces(pose, skeleton, label=names[i], palette=_palette(base), side_legend=n == 1, showlegend=True)
-        )
+        fig.add_traces(_pose_traces(pose, skeleton, label=names[i], palette=_palette(base), side_legend=n == 1, showlegend=True))
     ranges = axis_range if axis_range is not None else axis_ranges(poses)
     fig.update_layout(**_base_layout(title, height, uirevision), scene=_scene_layout(ranges))
     return fig
@@ -892,13 +890,9 @@ def latent_pca_figure(
                 opacity=0.8,
             )
     fig.update_layout(**_base_layout(title, height, uirevision))
-    fig.update_layout(
-        margin={"l": 50, "r": 10, "t": 36 if title else 10, "b": 40}, legend={"x": 1.0, "xanchor": "right"}
-    )
+    fig.update_layout(margin={"l": 50, "r": 10, "t": 36 if title else 10, "b": 40}, legend={"x": 1.0, "xanchor": "right"})
     fig.update_xaxes(title={"text": f"PC1 ({100 * explained[0]:.0f}% var.)"}, zeroline=False)
-    fig.update_yaxes(
-        title={"text": f"PC2 ({100 * explained[1]:.0f}% var.)"}, zeroline=False, scaleanchor="x", scaleratio=1
-    )
+    fig.update_yaxes(title={"text": f"PC2 ({100 * explained[1]:.0f}% var.)"}, zeroline=False, scaleanchor="x", scaleratio=1)
     return fig
 
 

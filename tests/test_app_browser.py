@@ -67,8 +67,10 @@ def page(server: str) -> Iterator:
         browser.close()
 
 
-_TAB_SELECTED = ("() => [...document.querySelectorAll('button[role=tab]')].some("
-                 "b => b.textContent.trim() === '{name}' && b.getAttribute('aria-selected') === 'true')")
+_TAB_SELECTED = (
+    "() => [...document.querySelectorAll('button[role=tab]')].some("
+    "b => b.textContent.trim() === '{name}' && b.getAttribute('aria-selected') === 'true')"
+)
 
 
 def _open_tab(page, name: str) -> None:

@@ -199,4 +199,3 @@ def test_track_person_with_a_detection_worker_gives_the_same_track(data_root):
     np.testing.assert_array_equal(one.sources, two.sources)
     with pytest.raises(ValueError, match="workers"):
         track_person(frames, workers=0)
-

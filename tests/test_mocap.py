@@ -210,9 +210,7 @@ def test_bvh_derived_joints_and_unit_guess(synthetic_bvh: tuple[Path, np.ndarray
     cam = {k: _to_camera_mm(v) for k, v in world.items()}
     rel = {k: v - cam["Pelvis"] for k, v in cam.items()}
     np.testing.assert_allclose(seq.joints[:, H36M_17.index("neck")], (rel["Neck"] + rel["Head"]) / 2, atol=1e-3)
-    np.testing.assert_allclose(
-        seq.joints[:, H36M_17.index("head")], rel["Head"] + 1.5 * (rel["Head"] - rel["Neck"]), atol=1e-3
-    )
+    np.testing.assert_allclose(seq.joints[:, H36M_17.index("head")], rel["Head"] + 1.5 * (rel["Head"] - rel["Neck"]), atol=1e-3)
     np.testing.assert_allclose(seq.joints[:, H36M_17.index("l_wrist")], rel["LWrist_End"], atol=1e-3)
     # Unit guess from the rest-pose legs: these are cm; the same file in metres reads as metres.
     motion = parse_bvh(path.read_text())

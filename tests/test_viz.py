@@ -75,9 +75,7 @@ def test_pose_figure_single_and_overlay() -> None:
     assert sum(segments(t) for t in line_traces(fig)) == N_BONES
     assert fig.layout.uirevision == "pose"
     assert fig.layout.scene.aspectmode == "cube"
-    lengths = [
-        r[1] - r[0] for r in (fig.layout.scene.xaxis.range, fig.layout.scene.yaxis.range, fig.layout.scene.zaxis.range)
-    ]
+    lengths = [r[1] - r[0] for r in (fig.layout.scene.xaxis.range, fig.layout.scene.yaxis.range, fig.layout.scene.zaxis.range)]
     assert np.allclose(lengths, lengths[0])
 
     two = viz.pose_figure([standing_pose(), standing_pose() + 10.0], labels=["pred", "gt"], uirevision="u1")

@@ -1,8 +1,8 @@
 """Stage 5: adapt G (from Gs) to unlabelled target clips with the chosen terms; only layer2 trains.
 
-    python -m training.adapt --terms lcr,hcr,pose-flip,flip-backward,slow-backward --out checkpoints/adapted_g.safetensors
-    python -m training.adapt --videos ../shared/data/media --terms lcr,pose-flip --out runs/adapt_real/g.safetensors
-    torchrun --nproc_per_node 2 -m training.adapt ...
+python -m training.adapt --terms lcr,hcr,pose-flip,flip-backward,slow-backward --out checkpoints/adapted_g.safetensors
+python -m training.adapt --videos ../shared/data/media --terms lcr,pose-flip --out runs/adapt_real/g.safetensors
+torchrun --nproc_per_node 2 -m training.adapt ...
 """
 
 from __future__ import annotations
@@ -50,10 +50,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
     p.add_argument("--relations-dir", default="checkpoints/relations")
     p.add_argument("--videos", default=None, help="adapt to the real videos in this folder instead of rendered target clips")
-    p.add_argument("--trainable", default=",".join(AdaptStageConfig.trainable),
-                   help="comma list of G's stages that train (the paper: layer2 = Res-3 only)")
-    p.add_argument("--stream", action="store_true",
-                   help="render fresh target clips every step instead of the fixed unlabelled set target_adapt_clips")
+    p.add_argument(
+        "--trainable",
+        default=",".join(AdaptStageConfig.trainable),
+        help="comma list of G's stages that train (the paper: layer2 = Res-3 only)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="render fresh target clips every step instead of the fixed unlabelled set target_adapt_clips",
+    )
     add_dataclass_args(p, AdaptStageConfig, "stage", skip=("terms", "trainable", "seed", "steps"))
     args = p.parse_args(argv)
     watch = Stopwatch()

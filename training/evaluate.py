@@ -171,8 +171,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ablation-dir", default="runs/ablation", help="rows written by training.ablation")
-    p.add_argument("--real-adapted", default="runs/adapt_real/g.safetensors",
-                   help="G adapted to the real videos (python -m training.adapt --videos ...), for --only real")
+    p.add_argument(
+        "--real-adapted",
+        default="runs/adapt_real/g.safetensors",
+        help="G adapted to the real videos (python -m training.adapt --videos ...), for --only real",
+    )
     p.add_argument("--out", default="results.json")
     args = p.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]

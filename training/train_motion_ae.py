@@ -1,7 +1,7 @@
 """Stage 2: train the motion prior (Em, Dm) on real 30-frame windows through the frozen pose prior.
 
-    python -m training.train_motion_ae --pose checkpoints/pose_aae.safetensors --out checkpoints/motion_ae.safetensors
-    torchrun --nproc_per_node 2 -m training.train_motion_ae ...
+python -m training.train_motion_ae --pose checkpoints/pose_aae.safetensors --out checkpoints/motion_ae.safetensors
+torchrun --nproc_per_node 2 -m training.train_motion_ae ...
 """
 
 from __future__ import annotations

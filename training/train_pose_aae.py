@@ -1,7 +1,7 @@
 """Stage 1: train the pose prior (Ep, Dp) on real mocap poses.
 
-    python -m training.train_pose_aae --data-root ../shared/data --out checkpoints/pose_aae.safetensors
-    torchrun --nproc_per_node 2 -m training.train_pose_aae ...   # same result, batch split over processes
+python -m training.train_pose_aae --data-root ../shared/data --out checkpoints/pose_aae.safetensors
+torchrun --nproc_per_node 2 -m training.train_pose_aae ...   # same result, batch split over processes
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stage 4: train one relation network per relation on real mocap (priors frozen) and measure non-localness.
 
-    python -m training.train_relations --out-dir checkpoints/relations
-    python -m training.train_relations --relations pose-flip,flip-backward --steps 1000
+python -m training.train_relations --out-dir checkpoints/relations
+python -m training.train_relations --relations pose-flip,flip-backward --steps 1000
 """
 
 from __future__ import annotations

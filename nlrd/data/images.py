@@ -44,6 +44,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+
+from nlrd.data.jpeg_check import check_jpeg_scan
+
 MIN_SIDE = 16  # pixels; smaller images hold no usable person
 DEFAULT_MAX_PIXELS = 16_000_000  # images are downscaled to at most this many pixels
 FULL_DECODE_MAX_PIXELS = 100_000_000  # formats that OpenCV can only decode at full size
@@ -251,6 +254,8 @@ def _check_complete(data: bytes, kind: str, name: str) -> None:
         # marker must follow the scan; trailers after it (camera maker data) are allowed.
         if data.find(b"\xff\xd9", scan) < 0:
             raise ValueError(f"{name}: truncated JPEG (no end-of-image marker)")
+        # libjpeg only warns about garbage or missing scan data and returns noise or grey pixels.
+        check_jpeg_scan(data, name)
 
 
 # ----------------------------------------------------------------------------- files

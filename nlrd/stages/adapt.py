@@ -362,4 +362,3 @@ class AdaptStage:
             return {}
         pred = self.predict(self.val_x)
         return {"val_mpjpe_mm": float(mpjpe(pred, self.val_y)), "val_pa_mpjpe_mm": float(pa_mpjpe(pred, self.val_y))}
-
