@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out-dir", default="checkpoints/relations")
     p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
+    p.add_argument("--no-amp", action="store_true", help="fp32 targets even where bf16 autocast is fast")
     args = p.parse_args(argv)
     watch = Stopwatch()
     info, device = setup(args)
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             tr, te = train.windows(rel.window, stride=2), test.windows(rel.window, stride=rel.window // 2)
         cfg = RelationStageConfig(seed=args.seed, steps=args.steps, batch=args.batch or RelationStageConfig.batch,
-                                  lr=args.lr or RelationStageConfig.lr)  # fmt: skip
+                                  lr=args.lr or RelationStageConfig.lr, amp=not args.no_amp)  # fmt: skip
         stage = RelationStage(name, tr, te, pose, motion, cfg, device, info)
         tcfg = trainer_config(args, f"relations/{name}")
         trainer = Trainer(stage, tcfg, info, device)

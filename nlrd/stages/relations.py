@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
+from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
 from nlrd.trainer import DistInfo, shard, step_generator, warmup_cosine, wrap_ddp
@@ -38,6 +39,7 @@ class RelationStageConfig:
     seed: int = 0
     steps: int = 1500
     val_items: int = 1024
+    amp: bool = True  # bf16 autocast for the frozen priors' training-time targets where the hardware is fast at it
 
 
 def latent_pairs(
@@ -96,7 +98,11 @@ class RelationStage:
     def train_step(self, step: int) -> dict[str, float]:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * warmup_cosine(step, self.cfg.steps, 0, self.cfg.lr_final_fraction)
-        za, zc = latent_pairs(self.rel, self.sample_batch(step), self.pose, self.motion)
+        with autocast(self.device, self.cfg.amp):
+            # Most of a motion relation's step is the frozen priors encoding 2 x 256 windows; bf16
+            # rounds the targets far below the networks' errors. Validation stays fp32.
+            za, zc = latent_pairs(self.rel, self.sample_batch(step), self.pose, self.motion)
+        za, zc = za.float(), zc.float()
         pred = self.net_ddp(za)
         loss = ((pred - zc) ** 2).mean()
         self.opt.zero_grad(set_to_none=True)
