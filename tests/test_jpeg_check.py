@@ -111,6 +111,8 @@ def test_missing_restart_marker_is_refused() -> None:
     broken = data[:start] + scan[:i] + scan[i + 2 :] + data[end:]
     with pytest.raises(ValueError, match="corrupt"):
         check_jpeg_scan(broken, "rst.jpg")
+    # Fill bytes (0xFF) may precede any marker: still valid.
+    check_jpeg_scan(data[:start] + scan[:i] + b"\xff\xff" + scan[i:] + data[end:], "fill.jpg")
 
 
 def test_load_image_refuses_a_corrupt_scan_and_keeps_good_files() -> None:

@@ -89,6 +89,8 @@ def _walk_scan(data: np.ndarray, pos: int, n_mcu: int, blocks: np.ndarray, dc_sl
             pos, skipped = _skip_to_marker(data, pos)
             if skipped + (nbits - pad) // 8 > MAX_TRAILING:
                 return EXTRA_DATA
+            while pos + 2 < n and data[pos + 1] == 0xFF:  # fill bytes may precede any marker
+                pos += 1
             if pos + 1 >= n or data[pos + 1] < 0xD0 or data[pos + 1] > 0xD7:
                 return NO_RESTART
             pos += 2
