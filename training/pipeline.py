@@ -70,6 +70,27 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
     ]  # fmt: skip
 
 
+def record_timings(record: Path, timings: dict[str, float], scale: float) -> dict[str, float]:
+    """Merge this run's stage seconds into ``record`` (JSON) and return all of them with their total.
+
+    Runs of some stages (``--only``) add to what earlier runs into the same folder measured at the
+    same ``--scale``, so a pipeline run in parts still reports every stage's time and the total; a
+    stage run again replaces its earlier time. An unreadable record is started afresh.
+    """
+    earlier: dict[str, float] = {}
+    if record.is_file():
+        try:
+            prev = json.loads(record.read_text())
+            if prev.get("scale") == scale:
+                earlier = {k: float(v) for k, v in prev.get("seconds", {}).items() if k != "total"}
+        except (ValueError, AttributeError, TypeError):
+            earlier = {}
+    merged = {**earlier, **timings}
+    merged["total"] = round(sum(merged.values()), 1)
+    record.write_text(json.dumps({"seconds": merged, "scale": scale}, indent=2))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -94,20 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stage {name} failed with exit status {rc}", file=sys.stderr)
             return rc
         print(f"== {name}: {timings[name]} s", flush=True)
-    # Runs of some stages (--only) add to what earlier runs into the same folder measured, so that a
-    # pipeline run in parts still reports every stage's time and their total.
-    record = out / "pipeline.json"
-    earlier: dict[str, float] = {}
-    if record.is_file():
-        try:
-            prev = json.loads(record.read_text())
-            if prev.get("scale") == args.scale:
-                earlier = {k: float(v) for k, v in prev.get("seconds", {}).items() if k != "total"}
-        except (ValueError, AttributeError, TypeError):
-            earlier = {}
-    timings = {**earlier, **timings}
-    timings["total"] = round(sum(timings.values()), 1)
-    record.write_text(json.dumps({"seconds": timings, "scale": args.scale}, indent=2))
+    timings = record_timings(out / "pipeline.json", timings, args.scale)
     print(json.dumps(timings))
     return 0
 
