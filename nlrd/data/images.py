@@ -44,8 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-from nlrd.data.jpeg_check import check_jpeg_scan
+from nlrd.data.jpeg_check import JpegHeader, check_jpeg_scan, parse_jpeg_header
 
 MIN_SIDE = 16  # pixels; smaller images hold no usable person
 DEFAULT_MAX_PIXELS = 16_000_000  # images are downscaled to at most this many pixels
@@ -179,46 +178,12 @@ def _png_size(data: bytes, name: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _jpeg_scan(data: bytes, name: str) -> tuple[int, int, int]:
-    """Walk JPEG marker segments: (width, height, offset of the first scan's entropy-coded data)."""
-    i = 2
-    size: tuple[int, int] | None = None
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            raise ValueError(f"{name}: corrupt JPEG (bad marker at byte {i})")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # stand-alone markers
-            i += 2
-            continue
-        if marker == 0xD9:
-            break
-        seg_len = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if seg_len < 2 or i + 2 + seg_len > n:
-            break
-        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and seg_len >= 7:
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            size = (int(w), int(h))
-        if marker == 0xDA:  # start of scan: entropy-coded data follows the header
-            if size is None:
-                raise ValueError(f"{name}: corrupt JPEG (scan before frame header)")
-            return size[0], size[1], i + 2 + seg_len
-        i += 2 + seg_len
-    raise ValueError(f"{name}: truncated or corrupt JPEG (no image data found)")
-
-
 def _header_size(data: bytes, kind: str, name: str) -> tuple[int, int] | None:
-    """(width, height) from the header, or None for formats whose header is not parsed here."""
+    """(width, height) from the header, or None for formats whose header is not parsed here (JPEG: see
+    :func:`parse_jpeg_header`)."""
     try:
         if kind == "png":
             return _png_size(data, name)
-        if kind == "jpeg":
-            w, h, _ = _jpeg_scan(data, name)
-            return w, h
         if kind == "bmp" and len(data) >= 26:
             w, h = struct.unpack("<ii", data[18:26])
             return abs(int(w)), abs(int(h))
@@ -242,20 +207,19 @@ def _header_size(data: bytes, kind: str, name: str) -> tuple[int, int] | None:
     return None
 
 
-def _check_complete(data: bytes, kind: str, name: str) -> None:
+def _check_complete(data: bytes, kind: str, name: str, jpeg: JpegHeader | None) -> None:
     """Refuse truncated PNG / JPEG files (decoders would return partly grey images for JPEG)."""
     if kind == "png":
         tail = data.rstrip(b"\x00")[-12:]
         if b"IEND" not in tail:
             raise ValueError(f"{name}: truncated PNG (no IEND chunk at the end)")
-    elif kind == "jpeg":
-        _, _, scan = _jpeg_scan(data, name)
+    elif jpeg is not None:
         # Entropy-coded data never contains FF D9 (0xFF bytes are stuffed), so the end-of-image
         # marker must follow the scan; trailers after it (camera maker data) are allowed.
-        if data.find(b"\xff\xd9", scan) < 0:
+        if data.find(b"\xff\xd9", jpeg.scan_start) < 0:
             raise ValueError(f"{name}: truncated JPEG (no end-of-image marker)")
         # libjpeg only warns about garbage or missing scan data and returns noise or grey pixels.
-        check_jpeg_scan(data, name)
+        check_jpeg_scan(data, name, jpeg)
 
 
 # ----------------------------------------------------------------------------- files
@@ -295,7 +259,8 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if len(data) == 0:
         raise ValueError(f"{name}: empty file (0 bytes)")
     kind = _kind(data)
-    size = _header_size(data, kind, name)
+    jpeg = parse_jpeg_header(data, name) if kind == "jpeg" else None  # parsed once, used three times
+    size = (jpeg.width, jpeg.height) if jpeg is not None else _header_size(data, kind, name)
     if size is not None:
         w, h = size
         if w == 0 or h == 0:
@@ -312,7 +277,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             )
         if min(w, h) < MIN_SIDE:
             raise ValueError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
-    _check_complete(data, kind, name)
+    _check_complete(data, kind, name, jpeg)
 
     buf = np.frombuffer(data, dtype=np.uint8)
     if kind == "jpeg":

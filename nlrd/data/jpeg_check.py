@@ -14,6 +14,7 @@ left to the decoder. The walk is compiled with numba: about 1 ms for a 640 x 480
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -148,59 +149,99 @@ def _walk_scan(data: np.ndarray, pos: int, n_mcu: int, blocks: np.ndarray, dc_sl
     return OK
 
 
-def check_jpeg_scan(data: bytes, name: str) -> None:
-    """Raise ValueError naming ``name`` when the first scan of a sequential Huffman JPEG is corrupt.
+@dataclass
+class JpegHeader:
+    """What the marker segments up to the first scan say (spec B.2).
 
-    Files this walker does not cover (progressive, arithmetic coding, lossless, unusual layouts)
-    pass unchecked; header problems are reported by the caller's own parser.
+    ``components`` maps component id -> (horizontal, vertical) sampling factors; ``tables`` maps
+    Huffman table slot (class * 4 + id) -> (16 code-length counts, symbols); ``sequential`` is True
+    for baseline / extended Huffman frames (SOF0, SOF1), the ones :func:`check_jpeg_scan` walks.
     """
+
+    width: int
+    height: int
+    scan_start: int  # offset of the first scan's entropy-coded data
+    sos: bytes  # the first scan's header payload
+    sequential: bool = False
+    components: dict[int, tuple[int, int]] = field(default_factory=dict)
+    tables: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    restart: int = 0  # MCUs per restart interval (0: none)
+
+
+def parse_jpeg_header(data: bytes, name: str) -> JpegHeader:
+    """Walk the marker segments of a JPEG up to its first scan.
+
+    Raises:
+        ValueError naming ``name``: a bad marker, a scan before the frame header, or no scan at all
+        (truncated or not a JPEG).
+    """
+    size: tuple[int, int] | None = None
+    sequential, restart = False, 0
+    components: dict[int, tuple[int, int]] = {}
     tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    frame: tuple[int, int, dict[int, tuple[int, int]]] | None = None  # (width, height, {id: (h, v)})
-    restart = 0
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return
+            raise ValueError(f"{name}: corrupt JPEG (bad marker at byte {i})")
         marker = data[i + 1]
-        if marker == 0xFF or marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 1 if marker == 0xFF else 2
+        if marker == 0xFF:  # fill byte
+            i += 1
             continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            i += 2
+            continue
+        if marker == 0xD9:
+            break
         seg_len = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        seg = data[i + 4 : i + 2 + seg_len]
         if seg_len < 2 or i + 2 + seg_len > n:
-            return
-        if marker in (0xC0, 0xC1) and len(seg) >= 6:
-            h, w, nc = struct.unpack(">HHB", seg[1:6])
-            comps = {seg[6 + 3 * c]: (seg[7 + 3 * c] >> 4, seg[7 + 3 * c] & 15) for c in range(nc) if 8 + 3 * c < len(seg)}
-            frame = (w, h, comps)
-        elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return  # progressive / lossless / arithmetic: not walked here
+            break
+        seg = data[i + 4 : i + 2 + seg_len]
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and len(seg) >= 5:
+            h, w = struct.unpack(">HH", seg[1:5])
+            size = (int(w), int(h))
+            sequential = marker in (0xC0, 0xC1)
+            nc = seg[5] if len(seg) > 5 else 0
+            components = {seg[6 + 3 * c]: (seg[7 + 3 * c] >> 4, seg[7 + 3 * c] & 15) for c in range(nc) if 8 + 3 * c < len(seg)}
         elif marker == 0xC4:
-            j = 0
-            while j + 17 <= len(seg):
-                tc_th = seg[j]
-                counts = np.frombuffer(seg[j + 1 : j + 17], np.uint8)
-                total = int(counts.sum())
-                values = np.frombuffer(seg[j + 17 : j + 17 + total], np.uint8)
-                if len(values) != total or (tc_th >> 4) > 1 or (tc_th & 15) > 3:
-                    return
-                tables[(tc_th >> 4) * 4 + (tc_th & 15)] = (counts, values)
-                j += 17 + total
+            _read_huffman_tables(seg, tables)
         elif marker == 0xDD and len(seg) >= 2:
             restart = struct.unpack(">H", seg[:2])[0]
-        elif marker == 0xDA:
-            if frame is None or not seg:
-                return
-            _walk_first_scan(data, i + 2 + seg_len, seg, frame, tables, restart, name)
-            return
-        elif marker == 0xD9:
-            return
+        elif marker == 0xDA:  # start of scan: entropy-coded data follows the header
+            if size is None:
+                raise ValueError(f"{name}: corrupt JPEG (scan before frame header)")
+            return JpegHeader(size[0], size[1], i + 2 + seg_len, seg, sequential, components, tables, restart)
         i += 2 + seg_len
+    raise ValueError(f"{name}: truncated or corrupt JPEG (no image data found)")
 
 
-def _walk_first_scan(data: bytes, start: int, sos: bytes, frame: tuple[int, int, dict[int, tuple[int, int]]],
-                     tables: dict[int, tuple[np.ndarray, np.ndarray]], restart: int, name: str) -> None:  # fmt: skip
-    width, height, comps = frame
+def _read_huffman_tables(seg: bytes, tables: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Add the tables of one DHT segment; a malformed one is left out (the scan then is not walked)."""
+    j = 0
+    while j + 17 <= len(seg):
+        tc_th = seg[j]
+        counts = np.frombuffer(seg[j + 1 : j + 17], np.uint8)
+        total = int(counts.sum())
+        values = np.frombuffer(seg[j + 17 : j + 17 + total], np.uint8)
+        if len(values) != total or (tc_th >> 4) > 1 or (tc_th & 15) > 3:
+            return
+        tables[(tc_th >> 4) * 4 + (tc_th & 15)] = (counts, values)
+        j += 17 + total
+
+
+def check_jpeg_scan(data: bytes, name: str, header: JpegHeader | None = None) -> None:
+    """Raise ValueError naming ``name`` when the first scan of a sequential Huffman JPEG is corrupt.
+
+    ``header``: the file's :func:`parse_jpeg_header`, when the caller has it already. Files this
+    walker does not cover (progressive, arithmetic coding, lossless, unusual layouts) pass unchecked.
+    """
+    hdr = header if header is not None else parse_jpeg_header(data, name)
+    if hdr.sequential and hdr.sos:
+        _walk_first_scan(data, hdr, name)
+
+
+def _walk_first_scan(data: bytes, hdr: JpegHeader, name: str) -> None:
+    width, height, comps, tables, sos = hdr.width, hdr.height, hdr.components, hdr.tables, hdr.sos
     ns = sos[0]
     if width == 0 or height == 0 or not comps or len(sos) < 1 + 2 * ns or any(c[0] == 0 or c[1] == 0 for c in comps.values()):
         return
@@ -221,6 +262,7 @@ def _walk_first_scan(data: bytes, start: int, sos: bytes, frame: tuple[int, int,
     else:
         n_mcu = -(-width // (8 * hmax)) * -(-height // (8 * vmax))
         blocks = np.array([comps[cid][0] * comps[cid][1] for cid in ids], np.int64)
-    status = _walk_scan(np.frombuffer(data, np.uint8), start, n_mcu, blocks, dc, ac, *_lookup_tables(tables), restart)
+    status = _walk_scan(np.frombuffer(data, np.uint8), hdr.scan_start, n_mcu, blocks, dc, ac, *_lookup_tables(tables),
+                        hdr.restart)  # fmt: skip
     if status != OK:
         raise ValueError(f"{name}: {_MESSAGES[status]}")

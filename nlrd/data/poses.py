@@ -192,10 +192,7 @@ def list_mocap_files(data_root: str | os.PathLike[str], seed: int = 0) -> list[M
     split_of[order[: counts[0]]] = "train"
     split_of[order[counts[0] : counts[0] + counts[1]]] = "val"
     split_of[order[counts[0] + counts[1] :]] = "test"
-    files += [
-        MocapFile(p, f"bandai/{p.parent.parent.name}/{_stem(p)}", "bandai", str(split_of[i]))
-        for i, p in enumerate(paths)
-    ]
+    files += [MocapFile(p, f"bandai/{p.parent.parent.name}/{_stem(p)}", "bandai", str(split_of[i])) for i, p in enumerate(paths)]
     return sorted(files, key=lambda f: f.name)
 
 
@@ -345,17 +342,12 @@ def prepare_mocap(
         "seed": seed,
         "skeleton": skeleton.name,
         "units": "mm, root-relative joints; camera axes x right, y down, z forward",
-        "sources": [
-            {"id": src, **SOURCES[src], "files": sum(f.source == src for f in files)} for src in sources_present
-        ],
+        "sources": [{"id": src, **SOURCES[src], "files": sum(f.source == src for f in files)} for src in sources_present],
         "frames_per_split": frames_per_split,
-        "frames_per_source": {
-            src: int(sum(s.num_frames for f, s in pairs if f.source == src)) for src in sources_present
-        },
+        "frames_per_source": {src: int(sum(s.num_frames for f, s in pairs if f.source == src)) for src in sources_present},
         "frames_per_split_source": {
             split: {
-                src: int(sum(s.num_frames for f, s in pairs if f.source == src and f.split == split))
-                for src in sources_present
+                src: int(sum(s.num_frames for f, s in pairs if f.source == src and f.split == split)) for src in sources_present
             }
             for split in SPLITS
         },
