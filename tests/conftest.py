@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -33,3 +34,14 @@ def app_helpers() -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
+    """URL of app.py on the shipped weights with default flags, one server per test module."""
+    h = app_helpers
+    proc, url, _ = h.start_server(h.checkpoint_dir(), None, tmp_path_factory.mktemp("app_server") / "app.log")
+    try:
+        yield url
+    finally:
+        h.stop_server(proc)

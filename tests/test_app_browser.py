@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -40,17 +39,7 @@ def shots() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
-    h = app_helpers
-    proc, url, _ = h.start_server(h.checkpoint_dir(), None, tmp_path_factory.mktemp("browser_server") / "app.log")
-    try:
-        yield url
-    finally:
-        h.stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def page(server: str) -> Iterator:
+def page(app_server: str) -> Iterator:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -60,7 +49,7 @@ def page(server: str) -> Iterator:
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
         pg.nlrd_errors = errors  # type: ignore[attr-defined]
         t0 = time.perf_counter()
-        pg.goto(server)
+        pg.goto(app_server)
         pg.get_by_role("button", name="Estimate 3D pose").wait_for()
         pg.nlrd_ready_s = time.perf_counter() - t0  # type: ignore[attr-defined]
         yield pg

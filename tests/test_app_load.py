@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -37,19 +36,9 @@ def driver() -> ModuleType:
     return _load("_nlrd_app_load", REPO / "benchmarks" / "app_load.py")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
-    h = app_helpers
-    proc, url, _ = h.start_server(h.checkpoint_dir(), None, tmp_path_factory.mktemp("load_server") / "app.log")
-    try:
-        yield url
-    finally:
-        h.stop_server(proc)
-
-
-def test_sixteen_clients_get_every_answer(server: str, driver: ModuleType, tmp_path: Path) -> None:
+def test_sixteen_clients_get_every_answer(app_server: str, driver: ModuleType, tmp_path: Path) -> None:
     photo = driver.write_photo(tmp_path / "person.jpg")
-    load = driver.mixed_load(server, CLIENTS, SECONDS, photo)
+    load = driver.mixed_load(app_server, CLIENTS, SECONDS, photo)
     driver.print_table(load, None)
     assert load["setup"]["failures"] == 0, load["setup"]
     for name in ("/decode_latent", "/predict_image"):
@@ -57,8 +46,8 @@ def test_sixteen_clients_get_every_answer(server: str, driver: ModuleType, tmp_p
         assert load[name]["calls"] >= CLIENTS // 2  # every client got through at least once per endpoint pair
 
 
-def test_second_adaptation_waits_in_the_queue_and_succeeds(server: str, driver: ModuleType) -> None:
-    result = driver.two_adaptations(server, steps=2)
+def test_second_adaptation_waits_in_the_queue_and_succeeds(app_server: str, driver: ModuleType) -> None:
+    result = driver.two_adaptations(app_server, steps=2)
     print(f"second /adapt went through: {' > '.join(result['second_statuses'])} ({result['wall_s']} s)")
     assert result["first"]["phase"] == result["second"]["phase"] == "done"
     assert result["first"]["steps_done"] == result["second"]["steps_done"] == 2

@@ -14,7 +14,7 @@ from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.relations import DEFAULT_RELATIONS, RelationStage, RelationStageConfig, nonlocalness
 from nlrd.trainer import Trainer
 from nlrd.transforms import get_relation
-from training.cli import Stopwatch, base_parser, finish, setup, trainer_config
+from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, finish, setup, trainer_config
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out-dir", default="checkpoints/relations")
     p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
-    p.add_argument("--no-amp", action="store_true", help="fp32 targets even where bf16 autocast is fast")
+    add_dataclass_args(p, RelationStageConfig, "stage", skip=("batch", "lr", "seed", "steps"))
     args = p.parse_args(argv)
     watch = Stopwatch()
     info, device = setup(args)
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
             tr, te = train.joints, test.joints
         else:
             tr, te = train.windows(rel.window, stride=2), test.windows(rel.window, stride=rel.window // 2)
-        cfg = RelationStageConfig(seed=args.seed, steps=args.steps, batch=args.batch or RelationStageConfig.batch,
-                                  lr=args.lr or RelationStageConfig.lr, amp=not args.no_amp)  # fmt: skip
+        cfg = dataclass_from_args(RelationStageConfig, args, "stage", seed=args.seed, steps=args.steps,
+                                  batch=args.batch, lr=args.lr)  # fmt: skip
         stage = RelationStage(name, tr, te, pose, motion, cfg, device, info)
         tcfg = trainer_config(args, f"relations/{name}")
         trainer = Trainer(stage, tcfg, info, device)
