@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 from pathlib import Path
 
 ABLATION_ROWS: dict[str, tuple[str, ...]] = {
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--data", default="data")
     p.add_argument("--checkpoints", default="checkpoints", help="folder with source_gs, pose_aae, motion_ae and relations/")
     p.add_argument("--extra", default="", help="further flags passed to training.adapt (one string)")
+    p.add_argument("--reuse", action="append", default=[], metavar="CHECKPOINT",
+                   help="a finished training.adapt run; the row of its terms and steps is copied, not retrained")  # fmt: skip
     args = p.parse_args(argv)
     names = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [n for n in names if n not in ABLATION_ROWS]
@@ -63,8 +66,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "rows.json"
     done = []
+    reusable = {tuple(m["terms"]): (Path(path), m) for path in args.reuse if (m := _adapt_run(Path(path)))}
     for name in names:
         out = out_dir / f"{slug(name)}.safetensors"
+        found = reusable.get(ABLATION_ROWS[name])
+        if found is not None and found[1]["steps"] == args.steps:
+            summary = _copy_row(found[0], out, found[1])
+            _record_row(index_path, name, out, summary)
+            done.append(summary)
+            continue
         flags = ["--terms", ",".join(ABLATION_ROWS[name]), "--steps", str(args.steps), "--out", str(out),
                  "--run-dir", str(out_dir / "state" / slug(name)), "--no-resume", "--no-progress", "--val-every", "0",
                  "--data", args.data, "--threads", str(args.threads)]  # fmt: skip
@@ -74,15 +84,40 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.data_root:
             flags += ["--data-root", args.data_root]
         summary = adapt.main(flags + args.extra.split())
-        # Re-read before writing: several ablation processes may fill one folder side by side.
-        index: dict[str, dict] = json.loads(index_path.read_text()) if index_path.exists() else {}
-        index[name] = {"terms": list(ABLATION_ROWS[name]), "checkpoint": out.name, "steps": summary["steps"],
-                       "seconds_per_step": summary["seconds_per_step"], "train_seconds": summary["train_seconds"]}  # fmt: skip
-        # Rows in the canonical order, whatever order they were run in.
-        index = {k: index[k] for k in ABLATION_ROWS if k in index}
-        index_path.write_text(json.dumps(index, indent=2))
+        _record_row(index_path, name, out, summary)
         done.append(summary)
     return done
+
+
+def _adapt_run(path: Path) -> dict | None:
+    """Terms, steps and timing of a finished training.adapt checkpoint (from its metadata), or None."""
+    meta_path = path.with_name(path.name + ".json")
+    if not path.exists() or not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    stage, metrics = meta.get("config", {}).get("stage", {}), meta.get("metrics", {})
+    if meta.get("stage") != "adapt" or "terms" not in stage or "train_steps" not in metrics:
+        return None
+    steps, seconds = int(metrics["train_steps"]), float(metrics.get("train_seconds", 0.0))
+    return {"terms": list(stage["terms"]), "steps": steps, "train_seconds": seconds,
+            "seconds_per_step": seconds / max(steps, 1), "out": str(path), "reused": True}  # fmt: skip
+
+
+def _copy_row(src: Path, out: Path, summary: dict) -> dict:
+    """The same run under the row's name: weights and metadata copied byte for byte."""
+    for suffix in ("", ".json"):
+        shutil.copyfile(src.with_name(src.name + suffix), out.with_name(out.name + suffix))
+    return {**summary, "out": str(out)}
+
+
+def _record_row(index_path: Path, name: str, out: Path, summary: dict) -> None:
+    """Add one row to rows.json, keeping the canonical row order."""
+    # Re-read before writing: several ablation processes may fill one folder side by side.
+    index: dict[str, dict] = json.loads(index_path.read_text()) if index_path.exists() else {}
+    index[name] = {"terms": list(ABLATION_ROWS[name]), "checkpoint": out.name, "steps": summary["steps"],
+                   "seconds_per_step": summary["seconds_per_step"], "train_seconds": summary["train_seconds"]}  # fmt: skip
+    index = {k: index[k] for k in ABLATION_ROWS if k in index}
+    index_path.write_text(json.dumps(index, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Stages, in order (each a separate process, so a failure names its stage and a re
 prepare_data -> pose_aae (6000 steps) -> pose decoder fine-tune (1500 steps: joint-angle limits and
 coverage, Ep frozen) -> motion_ae (4000 steps against the base decoder, then 3000 against the
 fine-tuned one) -> source Gs (5000 steps) -> oracle (target labels, from Gs) -> relation networks
--> adapt (the shipped adapted G) -> ablation rows -> evaluate.
+-> adapt (the shipped adapted G's terms) -> ablation rows (the adapt stage's run is reused for its
+own row) -> evaluate.
 ``--scale`` multiplies every step count (0.1 for a smoke run). Wall time per stage is printed and
 written to ``<out-dir>/pipeline.json``.
 """
@@ -22,8 +23,8 @@ import time
 from pathlib import Path
 
 ADAPT_STEPS = 300
-# The shipped priors' recipe (README "Pose and motion priors" has the times and why it is longer than
-# the 20-minute target); the motion stages run under bf16 autocast where the CPU has AMX.
+# The priors' recipe, timed in the README ("Pose and motion priors"): every priors stage runs its
+# layers under bf16 autocast where the CPU has AMX, with fused Adam.
 POSE_STEPS, POSE_FT_STEPS, MOTION_STEPS, MOTION_FT_STEPS = 6000, 1500, 4000, 3000
 
 
@@ -45,7 +46,8 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
         # The motion prior learns about twice as fast against the unconstrained base decoder, then
         # follows the fine-tuned one (which every later stage uses) in a shorter second run.
         ("motion_ae", ["training.train_motion_ae", *common, "--steps", n(MOTION_STEPS), "--pose", pose_base,
-                       "--out", str(out / "motion_ae_base.safetensors"), "--run-dir", str(out / "run_motion")]),
+                       "--out", str(out / "motion_ae_base.safetensors"),
+                       "--run-dir", str(out / "run_motion")]),
         ("motion_ae_finetune", ["training.train_motion_ae", *common, "--steps", n(MOTION_FT_STEPS), "--lr", "1e-3",
                                 "--stage-init-from", str(out / "motion_ae_base.safetensors"),
                                 "--pose", str(out / "pose_aae.safetensors"), "--out", str(out / "motion_ae.safetensors"),
@@ -64,7 +66,7 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
                    "--relations-dir", str(out / "relations"), "--out", str(out / "adapted_g.safetensors"),
                    "--run-dir", str(out / "run_adapt")]),
         ("ablation", ["training.ablation", "--data", data, *data_root, "--steps", n(ADAPT_STEPS), "--checkpoints", str(out),
-                      "--out-dir", str(out / "ablation")]),
+                      "--out-dir", str(out / "ablation"), "--reuse", str(out / "adapted_g.safetensors")]),
         ("evaluate", ["training.evaluate", "--data", data, *data_root, "--checkpoints", str(out), "--only",
                       "priors,source,adapt", "--ablation-dir", str(out / "ablation"), "--out", str(out / "results.json")]),
     ]  # fmt: skip

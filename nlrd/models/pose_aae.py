@@ -96,6 +96,10 @@ class PoseDecoder(nn.Module):
         self.lower = _mlp(p, g * len(LOWER))
         self.groups = nn.ModuleDict({k: nn.Sequential(_mlp(g, g), nn.Linear(g, 3 * len(v))) for k, v in LIMB_GROUPS.items()})
         self.register_buffer("lengths", torch.as_tensor(skeleton.bone_lengths, dtype=torch.float32), persistent=False)
+        # slot_order[j] = position of bone slot j in the groups' concatenated output.
+        flat = [j for k in self.groups for j in LIMB_GROUPS[k]]
+        order = sorted(range(len(flat)), key=flat.__getitem__)
+        self.register_buffer("slot_order", torch.as_tensor(order, dtype=torch.long), persistent=False)
 
     def forward_bones(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, latent_dim) -> raw bone vectors (B, J, 3) (normalised inside FK)."""
@@ -107,10 +111,10 @@ class PoseDecoder(nn.Module):
         feats = dict(zip(UPPER, up, strict=True))
         for k, f in zip(LOWER, lo, strict=True):
             feats[k] = 0.5 * (feats[k] + f) if k in feats else f
-        bones = z.new_zeros(z.shape[0], self.skeleton.num_joints, 3)
-        for k, net in self.groups.items():
-            bones[:, list(LIMB_GROUPS[k])] = net(feats[k]).view(-1, len(LIMB_GROUPS[k]), 3)
-        return bones
+        # Concatenate the groups' bones and gather them into slot order; an index_put into a zero
+        # tensor would pin the dtype, while this stays valid under bf16 autocast. FK runs in fp32.
+        parts = [net(feats[k]).view(-1, len(LIMB_GROUPS[k]), 3) for k, net in self.groups.items()]
+        return torch.cat(parts, dim=1).float()[:, self.slot_order]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]

@@ -71,7 +71,7 @@ class MotionAEStage:
             load_into(self.model.encoder, ck, prefix="encoder.")
             load_into(self.model.decoder, ck, prefix="decoder.")
         self.model_ddp = wrap_ddp(self.model, info, device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"motion_ae": self.model}

@@ -20,6 +20,7 @@ from torch.func import functional_call
 from nlrd.kinematics import plausibility_angles
 from nlrd.losses import gan_logits_loss, joint_l2_mm, uniform_quantile_loss
 from nlrd.models.pose_aae import LatentCritic, PoseAAEConfig, PoseAutoEncoder, PoseCritic
+from nlrd.precision import autocast
 from nlrd.skeleton import get_skeleton
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
 from nlrd.trainer import DistInfo, shard, step_generator, unwrap, warmup_cosine, wrap_ddp
@@ -47,6 +48,7 @@ class PoseAAEStageConfig:
     coverage_weight: float = 0.0  # IMLE-style: each real pose pulls its nearest decoded prior sample towards it
     init_from: str = ""  # start from a trained pose_aae checkpoint
     train_encoder: bool = True  # False: fine-tune Dp only (Ep frozen, so every model built on Ep stays valid)
+    amp: bool = True  # bf16 autocast for Ep/Dp's layers in training where the hardware is fast at it (FK stays fp32)
     seed: int = 0
     steps: int = 6000  # copied from the trainer for the schedule
 
@@ -103,9 +105,10 @@ class PoseAAEStage:
             ang = plausibility_angles(self.train[:: max(1, len(self.train) // 50_000)].double())
         self.angle_lo = (ang.min(0).values + cfg.angle_margin_deg).float().to(device)
         self.angle_hi = (ang.max(0).values - cfg.angle_margin_deg).float().to(device)
-        self.opt_ae = torch.optim.Adam([p for p in self.ae.parameters() if p.requires_grad], lr=cfg.lr)
-        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
-        self.opt_pose_critic = (torch.optim.Adam(self.pose_critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
+        # Fused Adam: one kernel per step instead of several per tensor (about 12% of a pose step on CPU).
+        self.opt_ae = torch.optim.Adam([p for p in self.ae.parameters() if p.requires_grad], lr=cfg.lr, fused=True)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999), fused=True)
+        self.opt_pose_critic = (torch.optim.Adam(self.pose_critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999), fused=True)
                                 if self.pose_critic is not None else None)  # fmt: skip
 
     # -- trainer protocol ------------------------------------------------------------------
@@ -144,7 +147,10 @@ class PoseAAEStage:
     def generator_step(self, y: torch.Tensor, z_prior: torch.Tensor) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         """Update Ep/Dp; returns logs and the (detached) encoded batch for the critic."""
         cfg = self.cfg
-        z, y_rec, y_prior, z_cycle = self.ae_ddp(y, z_prior)
+        with autocast(self.device, cfg.amp):
+            # The MLPs run in bf16 (about 1.3x per step on AMX CPUs); FK, losses and validation in fp32.
+            z, y_rec, y_prior, z_cycle = self.ae_ddp(y, z_prior)
+        z, z_cycle = z.float(), z_cycle.float()
         rec = joint_l2_mm(y_rec, y)
         cyc = (z_cycle - z_prior).abs().mean()
         loss = rec / 100.0 + cfg.cycle_weight * cyc

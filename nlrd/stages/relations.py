@@ -74,7 +74,7 @@ class RelationStage:
         torch.manual_seed(cfg.seed)
         self.net = RelationNet(self.model_cfg).to(device)
         self.net_ddp = wrap_ddp(self.net, info, device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, fused=True)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}

@@ -133,7 +133,7 @@ class SourceStage:
         # channels_last is what the oneDNN (and cuDNN) bf16 convolution kernels want.
         self.model = self.model.to(memory_format=torch.channels_last)
         self.model_ddp = wrap_ddp(self.model, info, device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         size = self.model_cfg.image_size
         # Each rank renders its own stream (seeded by rank); the images differ across ranks like the
         # shards of one big random batch would.
