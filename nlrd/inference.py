@@ -33,6 +33,7 @@ the clip's length but the per-frame results and the tracker's motion masks (1 bi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections import deque
@@ -476,16 +477,18 @@ def load_relation_nets(folder: Path) -> dict[str, RelationNet]:
     return dict(item for item in loaded if item is not None)
 
 
+class NoPersonError(ValueError):
+    """The detector found nobody in a video (a ValueError, so callers that refuse bad input catch it)."""
+
+
 def person_crops(path: str | os.PathLike[str], size: int, *, max_side: int = 640,
                  max_frames: int | None = None) -> np.ndarray:  # fmt: skip
     """Crops (T, size, size, 3) uint8 of the main person in a video, framed like the predictor's crops.
 
     The video is decoded at ``max_side`` (its first ``max_frames`` frames), the person tracked with the
     detector, and the frames from the first to the last detection cropped with :data:`CROP_MARGIN`.
-    ValueError naming the file when it has no frames or nobody is found.
+    ValueError naming the file when it has no frames; :class:`NoPersonError` when nobody is found.
     """
-    import itertools
-
     from nlrd.data.crop import crop_clip
     from nlrd.data.video import iter_video, probe_video
 
@@ -497,7 +500,7 @@ def person_crops(path: str | os.PathLike[str], size: int, *, max_side: int = 640
     track = track_person(frames, fps=info.fps)
     keep = np.flatnonzero(track.found)
     if not len(keep):
-        raise ValueError(f"{name}: no person found in the video")
+        raise NoPersonError(f"{name}: no person found in the video")
     s, e = int(keep[0]), int(keep[-1]) + 1
     crops, _ = crop_clip(np.stack(frames[s:e]), track.boxes[s:e], size, CROP_MARGIN)
     return crops

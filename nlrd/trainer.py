@@ -74,6 +74,14 @@ def wrap_ddp(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Modu
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
+def adam(params: Any, lr: float, *, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0,
+         decoupled: bool = False) -> torch.optim.Optimizer:  # fmt: skip
+    """The stages' optimiser: Adam (AdamW when ``decoupled``) with the fused kernel, one kernel per step
+    instead of several per tensor (about 12% of a pose-prior step on CPU); the update is Adam's."""
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from nlrd.checkpoint import save_checkpoint
 from nlrd.stages.adapt import CONTRASTIVE_TERMS
 from nlrd.transforms import RELATIONS
 from training.ablation import ABLATION_ROWS, main, slug
@@ -28,9 +30,9 @@ def test_main_ablation_is_cumulative() -> None:
 
 
 def _fake_adapt_checkpoint(path: Path, terms: list[str], steps: int) -> None:
-    path.write_bytes(b"weights of an adapted G")
-    meta = {"stage": "adapt", "config": {"stage": {"terms": terms}}, "metrics": {"train_steps": steps, "train_seconds": 90.0}}
-    path.with_name(path.name + ".json").write_text(json.dumps(meta))
+    """A small checkpoint with the metadata training.adapt writes."""
+    save_checkpoint(path, {"w": torch.arange(4.0)}, stage="adapt", config={"stage": {"terms": terms}},
+                    metrics={"train_steps": steps, "train_seconds": 90.0})  # fmt: skip
 
 
 def test_reuse_copies_the_matching_row_and_trains_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,8 @@ import re
 import shutil
 from pathlib import Path
 
+from nlrd.checkpoint import read_metadata, sidecar_path
+
 ABLATION_ROWS: dict[str, tuple[str, ...]] = {
     # The paper's ablation (Table 5 of the submission): each row adds terms to the previous one.
     "+CR": ("lcr", "hcr"),
@@ -66,12 +68,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "rows.json"
     done = []
-    reusable = {tuple(m["terms"]): (Path(path), m) for path in args.reuse if (m := _adapt_run(Path(path)))}
+    reusable = {(tuple(m["terms"]), m["steps"]): (Path(path), m) for path in args.reuse if (m := _adapt_run(Path(path)))}
     for name in names:
         out = out_dir / f"{slug(name)}.safetensors"
-        found = reusable.get(ABLATION_ROWS[name])
-        if found is not None and found[1]["steps"] == args.steps:
-            summary = _copy_row(found[0], out, found[1])
+        found = reusable.get((ABLATION_ROWS[name], args.steps))
+        if found is not None:
+            summary = _copy_row(*found, out)
             _record_row(index_path, name, out, summary)
             done.append(summary)
             continue
@@ -91,10 +93,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def _adapt_run(path: Path) -> dict | None:
     """Terms, steps and timing of a finished training.adapt checkpoint (from its metadata), or None."""
-    meta_path = path.with_name(path.name + ".json")
-    if not path.exists() or not meta_path.exists():
+    if not path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
+    meta = read_metadata(path)
     stage, metrics = meta.get("config", {}).get("stage", {}), meta.get("metrics", {})
     if meta.get("stage") != "adapt" or "terms" not in stage or "train_steps" not in metrics:
         return None
@@ -103,10 +104,10 @@ def _adapt_run(path: Path) -> dict | None:
             "seconds_per_step": seconds / max(steps, 1), "out": str(path), "reused": True}  # fmt: skip
 
 
-def _copy_row(src: Path, out: Path, summary: dict) -> dict:
+def _copy_row(src: Path, summary: dict, out: Path) -> dict:
     """The same run under the row's name: weights and metadata copied byte for byte."""
-    for suffix in ("", ".json"):
-        shutil.copyfile(src.with_name(src.name + suffix), out.with_name(out.name + suffix))
+    shutil.copyfile(src, out)
+    shutil.copyfile(sidecar_path(src), sidecar_path(out))
     return {**summary, "out": str(out)}
 
 

@@ -29,15 +29,14 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 
 def video_crops(folder: Path, size: int) -> dict[str, np.ndarray]:
     """Person-cropped frames (T, size, size, 3) of every video in a folder with a person in it, by file name."""
-    from nlrd.inference import person_crops
+    from nlrd.inference import NoPersonError, person_crops
 
     out = {}
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
         try:
             out[path.name] = person_crops(path, size)
-        except ValueError as exc:
-            if "no person found" not in str(exc):
-                raise
+        except NoPersonError:
+            continue
     if not out:
         raise ValueError(f"no video with a person found in {str(folder)!r}")
     return out

@@ -44,7 +44,7 @@ from nlrd.models.relation_net import RelationNet
 from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.source import RENDER_SOURCES, colour_jitter
-from nlrd.trainer import DistInfo, wrap_ddp
+from nlrd.trainer import DistInfo, adam, wrap_ddp
 from nlrd.transforms import MOTION_LENGTH, get_relation
 
 CONTRASTIVE_TERMS = ("lcr", "hcr")
@@ -190,10 +190,9 @@ class AdaptStage:
             if term in CONTRASTIVE_TERMS:
                 dim = pose.latent_dim if term == "lcr" else motion.latent_dim
                 self.heads[term] = ProjectionHead(dim).to(device)
-                head_params = list(self.heads[term].parameters())
-                self.opts[term] = torch.optim.Adam(list(params) + head_params, lr=cfg.lr_contrastive, fused=True)
+                self.opts[term] = adam(list(params) + list(self.heads[term].parameters()), lr=cfg.lr_contrastive)
             else:
-                self.opts[term] = torch.optim.Adam(params, lr=cfg.lr_relation, fused=True)
+                self.opts[term] = adam(params, lr=cfg.lr_relation)
         # Data: rendered target clips (labels unused) or pre-cropped real videos.
         needs_slow = any(get_relation(t).window > MOTION_LENGTH for t in cfg.terms if t not in CONTRASTIVE_TERMS)
         self.window = 2 * MOTION_LENGTH if needs_slow else MOTION_LENGTH

@@ -20,7 +20,7 @@ from nlrd.models.pose_aae import PoseDecoder, PoseEncoder
 from nlrd.precision import autocast
 from nlrd.priors import GaussianLatentPrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, shard, step_generator, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import backward
 
 
@@ -71,7 +71,7 @@ class MotionAEStage:
             load_into(self.model.encoder, ck, prefix="encoder.")
             load_into(self.model.decoder, ck, prefix="decoder.")
         self.model_ddp = wrap_ddp(self.model, info, device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
+        self.opt = adam(self.model.parameters(), lr=cfg.lr)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"motion_ae": self.model}

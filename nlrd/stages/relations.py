@@ -22,7 +22,7 @@ from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, shard, step_generator, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import Relation, get_relation
 
 DEFAULT_RELATIONS = ("pose-flip", "inplane-10", "inplane-25", "inplane-50", "flip+inplane-50",
@@ -74,7 +74,7 @@ class RelationStage:
         torch.manual_seed(cfg.seed)
         self.net = RelationNet(self.model_cfg).to(device)
         self.net_ddp = wrap_ddp(self.net, info, device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, fused=True)
+        self.opt = adam(self.net.parameters(), lr=cfg.lr)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}

@@ -28,7 +28,7 @@ from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_im
 from nlrd.models.pose_aae import PoseDecoder
 from nlrd.precision import autocast
 from nlrd.stages.common import MOCAP_SOURCES, rotation_z
-from nlrd.trainer import DistInfo, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, warmup_cosine, wrap_ddp
 from nlrd.transforms import flip_pose, rotate_images
 
 RENDER_SOURCES: list[dict[str, str]] = [
@@ -133,7 +133,7 @@ class SourceStage:
         # channels_last is what the oneDNN (and cuDNN) bf16 convolution kernels want.
         self.model = self.model.to(memory_format=torch.channels_last)
         self.model_ddp = wrap_ddp(self.model, info, device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        self.opt = adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=True)
         size = self.model_cfg.image_size
         # Each rank renders its own stream (seeded by rank); the images differ across ranks like the
         # shards of one big random batch would.
