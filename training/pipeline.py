@@ -25,7 +25,7 @@ from pathlib import Path
 ADAPT_STEPS = 300
 # The priors' recipe, timed in the README ("Pose and motion priors"): every priors stage runs its
 # layers under bf16 autocast where the CPU has AMX, with fused Adam.
-POSE_STEPS, POSE_FT_STEPS, MOTION_STEPS, MOTION_FT_STEPS = 6000, 1500, 4000, 3000
+POSE_STEPS, POSE_FT_STEPS, MOTION_STEPS, MOTION_FT_STEPS = 6000, 2000, 4000, 2500
 
 
 def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tuple[str, list[str]]]:
