@@ -4,8 +4,8 @@
     python -m training.pipeline --out-dir checkpoints            # overwrite the shipped weights
 
 Stages, in order (each a separate process, so a failure names its stage and a rerun resumes):
-prepare_data -> pose_aae (6000 steps) -> pose decoder fine-tune (1500 steps: joint-angle limits and
-coverage, Ep frozen) -> motion_ae (4000 steps against the base decoder, then 3000 against the
+prepare_data -> pose_aae (6000 steps) -> pose decoder fine-tune (2000 steps: joint-angle limits and
+coverage, Ep frozen) -> motion_ae (4000 steps against the base decoder, then 2500 against the
 fine-tuned one) -> source Gs (5000 steps) -> oracle (target labels, from Gs) -> relation networks
 -> adapt (the shipped adapted G's terms) -> ablation rows (the adapt stage's run is reused for its
 own row) -> evaluate.

@@ -68,8 +68,6 @@ class BackboneSpec:
     head_hidden: int
 
 
-HEAD_POOLS = ("mean", "flatten")
-
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(block="bottleneck", layers=(3, 4, 6), width=64, head_channels=512, head_hidden=1024),
     "resnet_small": BackboneSpec(block="basic", layers=(2, 2, 2), width=32, head_channels=256, head_hidden=256),
@@ -93,9 +91,6 @@ class ImageEncoderConfig:
         latent_scale: z = s * tanh(h / s); 1 gives the paper's [-1, 1], 10 the authors' code.
         zero_init_residual: zero the last BN gamma of each residual block so every block starts as
             the identity (stabilises early training).
-        head_pool: how the head turns its last feature map into a vector: ``"mean"`` (global average
-            pool, which discards where in the crop each feature fired) or ``"flatten"`` (keeps the
-            layout: a 2x2 map at 128 px, 4x4 at 224 px, so fc1 sees channels * 4 or * 16 inputs).
     """
 
     backbone: str = "resnet_small"
@@ -106,9 +101,6 @@ class ImageEncoderConfig:
     head_hidden: int | None = None
     latent_scale: float = 1.0
     zero_init_residual: bool = True
-    # "mean" is what checkpoints written before this field existed were trained with, so it stays the
-    # default of the dataclass (an old saved config rebuilds the same network).
-    head_pool: str = "mean"
 
     @classmethod
     def paper(cls) -> ImageEncoderConfig:
@@ -135,8 +127,6 @@ class ImageEncoderConfig:
             raise ValueError(f"ImageEncoderConfig.image_size must be >= 32 px, got {cfg.image_size}")
         if not cfg.latent_scale > 0:
             raise ValueError(f"ImageEncoderConfig.latent_scale must be > 0, got {cfg.latent_scale}")
-        if cfg.head_pool not in HEAD_POOLS:
-            raise ValueError(f"ImageEncoderConfig.head_pool must be one of {HEAD_POOLS}, got {cfg.head_pool!r}")
         return cfg
 
 
@@ -236,25 +226,14 @@ class Stem(nn.Module):
         return self.pool(self.relu(self.bn(self.conv(x))))
 
 
-def head_map_size(image_size: int) -> int:
-    """Side of the head's last feature map: the trunk's /16, then two stride-2 3x3 convs (padding 1)."""
-    n = -(-image_size // 16)
-    for _ in range(2):
-        n = (n - 1) // 2 + 1
-    return n
-
-
 class LatentHead(nn.Module):
-    """Two stride-2 3x3 conv+BN+ReLU, pool (``"mean"``) or flatten, FC-ReLU-FC, scaled tanh.
+    """Two stride-2 3x3 conv+BN+ReLU, global average pool, FC-ReLU-FC, scaled tanh.
 
-    ``(B, Cin, h, w) -> (B, latent_dim)`` in ``(-latent_scale, latent_scale)``; with ``pool="flatten"``
-    the input must be ``map_size * 4`` pixels on a side (the trunk output of the configured crop).
+    ``(B, Cin, h, w) -> (B, latent_dim)`` in ``(-latent_scale, latent_scale)``.
     """
 
-    def __init__(self, cin: int, channels: int, hidden: int, latent_dim: int, latent_scale: float,
-                 pool: str = "mean", map_size: int = 1) -> None:  # fmt: skip
+    def __init__(self, cin: int, channels: int, hidden: int, latent_dim: int, latent_scale: float) -> None:
         super().__init__()
-        self.pool = pool
         self.convs = nn.Sequential(
             _conv3x3(cin, channels, stride=2),
             nn.BatchNorm2d(channels),
@@ -263,13 +242,12 @@ class LatentHead(nn.Module):
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )
-        self.fc1 = nn.Linear(channels * (map_size**2 if pool == "flatten" else 1), hidden)
+        self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, latent_dim)
         self.latent_scale = float(latent_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.convs(x)
-        h = h.flatten(1) if self.pool == "flatten" else h.mean(dim=(2, 3))
+        h = self.convs(x).mean(dim=(2, 3))
         h = self.fc2(torch.relu(self.fc1(h)))
         s = self.latent_scale
         return s * torch.tanh(h / s)
@@ -303,8 +281,7 @@ class ImageEncoder(nn.Module):
         self.layer2, c = _make_stage(block, c, 2 * w, spec.layers[1], stride=2)
         self.layer3, c = _make_stage(block, c, 4 * w, spec.layers[2], stride=2)
         self.trunk_channels = c
-        self.head = LatentHead(c, cfg.head_channels, cfg.head_hidden, cfg.latent_dim, cfg.latent_scale,
-                               pool=cfg.head_pool, map_size=head_map_size(cfg.image_size))  # fmt: skip
+        self.head = LatentHead(c, cfg.head_channels, cfg.head_hidden, cfg.latent_dim, cfg.latent_scale)
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
