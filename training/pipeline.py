@@ -46,8 +46,7 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
         # The motion prior learns about twice as fast against the unconstrained base decoder, then
         # follows the fine-tuned one (which every later stage uses) in a shorter second run.
         ("motion_ae", ["training.train_motion_ae", *common, "--steps", n(MOTION_STEPS), "--pose", pose_base,
-                       "--out", str(out / "motion_ae_base.safetensors"),
-                       "--run-dir", str(out / "run_motion")]),
+                       "--out", str(out / "motion_ae_base.safetensors"), "--run-dir", str(out / "run_motion")]),
         ("motion_ae_finetune", ["training.train_motion_ae", *common, "--steps", n(MOTION_FT_STEPS), "--lr", "1e-3",
                                 "--stage-init-from", str(out / "motion_ae_base.safetensors"),
                                 "--pose", str(out / "pose_aae.safetensors"), "--out", str(out / "motion_ae.safetensors"),

@@ -8,6 +8,7 @@ azimuth rotation, a small tilt and a random time reversal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +25,13 @@ from nlrd.stages.common import MOCAP_SOURCES, augment_view
 from nlrd.trainer import DistInfo, adam, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import backward
 
+# The motion stage's joint losses on (reconstruction, target) joints in mm, measured in decimetres so that
+# they weigh about as much as the latent term.
+JOINT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l2": lambda pred, target: joint_l2_mm(pred, target) / 100.0,
+    "mse": lambda pred, target: (((pred - target) / 100.0) ** 2).mean(),
+}
+
 
 @dataclass
 class MotionAEStageConfig:
@@ -35,7 +43,7 @@ class MotionAEStageConfig:
     latent_weight: float = 1.0
     # "l2": mean joint distance in dm (MPJPE, the test metric; 1.5 mm lower motion test error than "mse" in the
     # same 3,000-step fine-tune); "mse": squared error in dm^2 (the loss of the shipped motion prior)
-    joint_loss: str = "l2"
+    joint_loss: str = "l2"  # a key of JOINT_LOSSES
     max_tilt_deg: float = 10.0
     reverse_prob: float = 0.5
     flip_prob: float = 0.5
@@ -56,8 +64,8 @@ class MotionAEStage:
                  pose_decoder: PoseDecoder, model_cfg: MotionAEConfig, cfg: MotionAEStageConfig,
                  device: torch.device, info: DistInfo, data_sources: list[dict[str, Any]] | None = None,
                  pose_checkpoint: str | None = None) -> None:  # fmt: skip
-        if cfg.joint_loss not in ("mse", "l2"):
-            raise ValueError(f"joint_loss must be 'mse' or 'l2', got {cfg.joint_loss!r}")
+        if cfg.joint_loss not in JOINT_LOSSES:
+            raise ValueError(f"joint_loss must be one of {sorted(JOINT_LOSSES)}, got {cfg.joint_loss!r}")
         self.cfg, self.model_cfg, self.device, self.info = cfg, model_cfg, device, info
         self.train = torch.as_tensor(train_windows, dtype=torch.float32)  # (M, T, J, 3)
         rng = np.random.default_rng(cfg.seed)
@@ -130,10 +138,7 @@ class MotionAEStage:
             # every evaluation in fp32 (validation figures are never computed under autocast).
             z, z_rec, y_rec = self.reconstruct(y)
         z, z_rec, y_rec = z.float(), z_rec.float(), y_rec.float()
-        if self.cfg.joint_loss == "l2":
-            pose_loss = joint_l2_mm(y_rec, y) / 100.0
-        else:
-            pose_loss = (((y_rec - y) / 100.0) ** 2).mean()
+        pose_loss = JOINT_LOSSES[self.cfg.joint_loss](y_rec, y)
         lat_loss = ((z_rec - z) ** 2).mean()
         loss = pose_loss + self.cfg.latent_weight * lat_loss
         self.opt.zero_grad(set_to_none=True)
