@@ -232,6 +232,11 @@ class Trainer:
         if not (self.cfg.resume and self.resume_path.exists()):
             return 0
         ck = load_checkpoint(self.resume_path)
+        if ck.meta.get("stage") != f"{self.stage.name}-resume":
+            # Another stage's state in the same folder (e.g. an interrupted run of another relation
+            # network): its tensors may even fit this model, so loading it would silently train on.
+            raise ValueError(f"{self.resume_path} holds the resume state of {ck.meta.get('stage')!r}, not of "
+                             f"{self.stage.name!r}; pass --no-resume or another --run-dir")  # fmt: skip
         for name, m in self.stage.modules().items():
             prefix = f"model.{name}."
             sd = {k[len(prefix) :]: v for k, v in ck.tensors.items() if k.startswith(prefix)}

@@ -98,6 +98,22 @@ def test_resume_continues_to_the_same_weights(tmp_path: Path) -> None:
     assert not (run_dir / "resume.safetensors").exists()
 
 
+def test_resume_state_of_another_stage_is_refused(tmp_path: Path) -> None:
+    # Two stages sharing a run folder (e.g. relation networks of the same shape): the second must not
+    # silently pick up the first one's interrupted state, even though its tensors would fit.
+    run_dir = str(tmp_path / "shared_run")
+    first = PoseAAEStage(fake_poses(500, 0), fake_poses(100, 1), SMALL, stage_cfg(), torch.device("cpu"), DistInfo())
+    Trainer(first, TrainerConfig(steps=4, progress=False, out=run_dir), DistInfo(), torch.device("cpu")).save_resume(2)
+    second = PoseAAEStage(fake_poses(500, 0), fake_poses(100, 1), SMALL, stage_cfg(), torch.device("cpu"), DistInfo())
+    second.name = "another_stage"
+    trainer = Trainer(second, TrainerConfig(steps=4, progress=False, out=run_dir), DistInfo(), torch.device("cpu"))
+    with pytest.raises(ValueError, match="resume state of 'pose_aae-resume'"):
+        trainer.load_resume()
+    # --no-resume ignores it
+    fresh = Trainer(second, TrainerConfig(steps=4, progress=False, out=run_dir, resume=False), DistInfo(), torch.device("cpu"))
+    assert fresh.load_resume() == 0
+
+
 class _NaNStage:
     name = "nan"
 

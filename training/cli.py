@@ -73,10 +73,12 @@ def setup(args: argparse.Namespace) -> tuple[DistInfo, torch.device]:
     return info, device
 
 
-def trainer_config(args: argparse.Namespace, stage_name: str) -> TrainerConfig:
-    return TrainerConfig(steps=args.steps, log_every=args.log_every, val_every=args.val_every,
-                         ckpt_every=max(args.val_every, 500), seed=args.seed,
-                         out=args.run_dir or f"runs/{stage_name}", resume=not args.no_resume,
+def trainer_config(args: argparse.Namespace, stage_name: str, steps: int | None = None,
+                   run_dir: str | None = None) -> TrainerConfig:  # fmt: skip
+    """The trainer settings of the common flags; ``steps`` and ``run_dir`` override ``--steps`` and ``--run-dir``."""
+    return TrainerConfig(steps=args.steps if steps is None else steps, log_every=args.log_every,
+                         val_every=args.val_every, ckpt_every=max(args.val_every, 500), seed=args.seed,
+                         out=run_dir or args.run_dir or f"runs/{stage_name}", resume=not args.no_resume,
                          progress=not args.no_progress)  # fmt: skip
 
 
