@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.pipeline import POSE_STEPS, record_timings, stages
+from training.pipeline import MOTION_RELATION_STEPS, ORACLE_STEPS, POSE_STEPS, RELATION_STEPS, record_timings, stages
 
 
 def test_stage_order_and_scaled_steps(tmp_path: Path) -> None:
@@ -21,6 +21,11 @@ def test_stage_order_and_scaled_steps(tmp_path: Path) -> None:
     assert motion[motion.index("--pose") + 1] == base
     assert motion_ft[motion_ft.index("--pose") + 1] == final
     assert motion_ft[motion_ft.index("--stage-init-from") + 1] == motion[motion.index("--out") + 1]
+    # The oracle and both kinds of relation network get their own step counts.
+    oracle, relations = dict(listed)["oracle"], dict(listed)["relations"]
+    assert oracle[oracle.index("--steps") + 1] == str(round(ORACLE_STEPS * 0.5))
+    assert relations[relations.index("--steps") + 1] == str(round(RELATION_STEPS * 0.5))
+    assert relations[relations.index("--motion-steps") + 1] == str(round(MOTION_RELATION_STEPS * 0.5))
     # Every later stage reads the final priors, never the base decoder.
     for name in ("source", "oracle", "relations", "adapt"):
         cmd = dict(listed)[name]

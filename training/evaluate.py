@@ -4,7 +4,7 @@
 
 Sections (``--only`` takes a comma list; default all that have checkpoints): priors, source, adapt
 (non-localness of every relation, and the ablation rows of ``training.ablation`` from
-``--ablation-dir`` with source-only, the shipped adapted G and the oracle). An existing
+``--ablation-dir`` with source-only, the adapted G of ``--checkpoints`` and the oracle). An existing
 --out file is updated section by section, so sections can be run separately.
 """
 
@@ -124,7 +124,7 @@ def eval_adapt(args: argparse.Namespace) -> dict[str, Any]:
         from nlrd.checkpoint import read_metadata
 
         terms = read_metadata(ckdir / "adapted_g.safetensors").get("extra", {}).get("terms", [])
-        rows.append(row("adapted G (shipped)", terms, ckdir / "adapted_g.safetensors"))
+        rows.append(row("adapted G", terms, ckdir / "adapted_g.safetensors"))
     if (ckdir / "oracle.safetensors").exists():
         rows.append(row("oracle (target labels)", ["supervised"], ckdir / "oracle.safetensors"))
     return {"relations": {"nonlocalness": d}, "adapt": {"rows": rows, "test_set": "target_test (2,000 renders)"}}
