@@ -117,6 +117,17 @@ def test_headlines_survive_empty_and_partial_json(run_all: ModuleType) -> None:
     assert heads["ratio renderer/training, source (target >= 2)"] == "3.00"
 
 
+def test_best_adaptation_row_leaves_out_the_references(run_all: ModuleType) -> None:
+    rows = [{"name": "source-only", "terms": "none", "mpjpe_mm": 144.8},
+            {"name": "pose-flip", "terms": "pose-flip", "mpjpe_mm": 143.8},
+            {"name": "+CR", "terms": "lcr, hcr", "mpjpe_mm": 145.6},
+            {"name": "oracle (target labels)", "terms": "supervised", "mpjpe_mm": 125.8}]  # fmt: skip
+    heads = dict(run_all.head_accuracy_report({"sections": {"ablation": {"rows": rows}}}))
+    assert heads["best adaptation row"] == "pose-flip: 143.8 mm"
+    only_references = {"sections": {"ablation": {"rows": [rows[0], rows[3]]}}}
+    assert dict(run_all.head_accuracy_report(only_references))["best adaptation row"] == "not measured"
+
+
 def test_combined_table_lists_status_and_headlines(run_all: ModuleType) -> None:
     entries = {
         "training_throughput": {"status": "ok", "seconds": 95.0,
