@@ -135,10 +135,14 @@ def ablation_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in rows if isinstance(r, dict) and r.get("name") is not None]
 
 
+NO_TERMS = "none"  # how source-only's empty term list is rendered
+REFERENCE_TERMS = (NO_TERMS, "supervised")  # the rendered terms of the two reference rows: source-only, the oracle
+
+
 def _terms(row: dict[str, Any]) -> str:
     terms = row.get("terms")
     if isinstance(terms, list | tuple):
-        return ", ".join(str(t) for t in terms) or "none"
+        return ", ".join(str(t) for t in terms) or NO_TERMS
     return str(terms) if terms is not None else ""
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accuracy_report import _get  # a sibling script (benchmarks/ is on sys.path when run)
+from accuracy_report import REFERENCE_TERMS, _get  # a sibling script (benchmarks/ is on sys.path when run)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -87,8 +87,8 @@ def head_training_throughput(r: dict[str, Any]) -> Headline:
 def head_accuracy_report(r: dict[str, Any]) -> Headline:
     sec = _get(r, "sections") or {}
     rows = _get(sec, "ablation", "rows") or []
-    # Adaptation rows only: source-only (terms "none") and the supervised oracle are its references.
-    adapted = [x for x in rows if isinstance(x.get("mpjpe_mm"), int | float) and x.get("terms") not in ("none", "supervised")]
+    # Adaptation rows only: source-only and the supervised oracle are its references.
+    adapted = [x for x in rows if isinstance(x.get("mpjpe_mm"), int | float) and x.get("terms") not in REFERENCE_TERMS]
     best = min(adapted, key=lambda x: x["mpjpe_mm"], default=None)
     out = [("pose prior test MPJPE", _num(_get(sec, "priors", "pose_test_mpjpe_mm"), ".1f", " mm")),
            ("Gs target test MPJPE", _num(_get(sec, "source", "target_test_mpjpe_mm"), ".1f", " mm")),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
 from nlrd.data.mocap import parse_bvh, read_bvh
-from nlrd.data.paths import REPO_ROOT
 from nlrd.export import (
     BVH_JOINT_NAMES,
     CAMERA_TO_Y_UP,
@@ -45,13 +45,11 @@ def _random_poses(n: int, seed: int = 0) -> np.ndarray:
     return np.asarray(forward_kinematics(noisy))
 
 
-def _real_poses() -> np.ndarray | None:
-    npz = REPO_ROOT / "data" / "mocap.npz"
-    if not npz.is_file():
-        return None
+def _real_poses(prepared: Path) -> np.ndarray:
+    """200 test-split poses (mm) spread over the prepared real mocap."""
     from nlrd.data.poses import load_split
 
-    split = load_split(npz.parent, "test")
+    split = load_split(prepared, "test")
     return split.joints[:: max(1, split.num_frames // 200)][:200].astype(np.float64)
 
 
@@ -161,15 +159,8 @@ def test_bvh_round_trip_random_poses(tmp_path):
     assert one.joints[0, 4, 0] > 0 > one.joints[0, 1, 0]
 
 
-def test_bvh_round_trip_real_poses(tmp_path, data_root):
-    poses = _real_poses()
-    if poses is None:
-        # Prepare the real mocap on the fly (8 s): the raw data is there, only the cache is missing.
-        from nlrd.data.poses import ensure_prepared, load_split
-
-        ensure_prepared(data_root, tmp_path / "prep")
-        split = load_split(tmp_path / "prep", "test")
-        poses = split.joints[:: max(1, split.num_frames // 200)][:200].astype(np.float64)
+def test_bvh_round_trip_real_poses(tmp_path, prepared_data):
+    poses = _real_poses(prepared_data)
     seq = _read_back(write_bvh(tmp_path / "real.bvh", poses, 30.0))
     assert np.abs(seq.joints - poses).max() < 1.0
 

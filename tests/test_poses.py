@@ -81,20 +81,14 @@ def test_file_splits_are_seeded_and_disjoint(data_root: Path) -> None:
     assert abs(counts["val"] - 0.1 * len(bandai)) <= 1 and abs(counts["test"] - 0.1 * len(bandai)) <= 1
 
 
-@pytest.fixture(scope="module")
-def prepared(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real data prepared once into a temporary folder (about 15 s on 2 cores)."""
-    return ensure_prepared(data_root, tmp_path_factory.mktemp("prepared"), workers=2, progress=False)
-
-
-def test_prepared_splits(prepared: Path, data_root: Path) -> None:
-    summary = json.loads((prepared / "summary.json").read_text())
+def test_prepared_splits(prepared_data: Path, data_root: Path) -> None:
+    summary = json.loads((prepared_data / "summary.json").read_text())
     assert summary["fps"] == 30
     licences = {s["id"]: s["licence"] for s in summary["sources"]}
     assert "CC BY-NC 4.0" in licences["bandai"] and "CMU" in licences["cmu"]
     seen: set[str] = set()
     for split in SPLITS:
-        data = load_split(prepared, split)
+        data = load_split(prepared_data, split)
         assert data.joints.dtype == np.float32 and data.root.dtype == np.float32
         assert data.joints.shape[1:] == (17, 3) and data.seq_bounds.dtype == np.int64
         assert data.num_frames == summary["frames_per_split"][split]
@@ -114,9 +108,9 @@ def test_prepared_splits(prepared: Path, data_root: Path) -> None:
     np.testing.assert_allclose(summary["bone_lengths_mm"], H36M_17.bone_lengths, atol=0.051)
 
 
-def test_ensure_prepared_reuses_the_cache(prepared: Path, data_root: Path) -> None:
-    npz = prepared / "mocap.npz"
+def test_ensure_prepared_reuses_the_cache(prepared_data: Path, data_root: Path) -> None:
+    npz = prepared_data / "mocap.npz"
     before = npz.stat().st_mtime_ns
-    assert is_prepared(prepared) and not is_prepared(prepared, seed=1)
-    assert ensure_prepared(data_root, prepared) == prepared
+    assert is_prepared(prepared_data) and not is_prepared(prepared_data, seed=1)
+    assert ensure_prepared(data_root, prepared_data) == prepared_data
     assert npz.stat().st_mtime_ns == before

@@ -39,12 +39,10 @@ def test_short_run_learns_the_flip_relation(priors: tuple[PosePrior, MotionPrior
     assert after["val_error"] < 0.5 * before["val_error"], (before, after)
 
 
-def test_motion_relations_take_their_own_steps(data_root: Path, tmp_path: Path) -> None:
-    from training.prepare_data import main as prepare
+def test_motion_relations_take_their_own_steps(prepared_data: Path, tmp_path: Path) -> None:
     from training.train_relations import main as train_relations
 
-    data = tmp_path / "data"
-    assert prepare(["--data-root", str(data_root), "--out", str(data), "--no-progress"]) in (0, None)
+    data = prepared_data
     out, run = tmp_path / "relations", tmp_path / "run"
     summary = train_relations(["--data", str(data), "--relations", "inplane-10,flip-backward", "--steps", "6",
                                "--motion-steps", "3", "--val-every", "0", "--out-dir", str(out), "--run-dir", str(run),

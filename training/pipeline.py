@@ -1,4 +1,4 @@
-"""Retrain everything from scratch, then evaluate: 88 minutes on 2 CPU cores, within 10% of the shipped weights.
+"""Retrain everything from scratch, then evaluate (the README times a run and compares it with the shipped weights).
 
     python -m training.pipeline --data-root ../shared/data --out-dir runs/pipeline
     python -m training.pipeline --out-dir checkpoints            # overwrite the shipped weights
