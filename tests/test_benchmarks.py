@@ -6,6 +6,7 @@ tables and the fall-backs for a machine without the prepared data are.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -179,3 +181,38 @@ def test_stages_run_on_synthetic_inputs_without_data(training: ModuleType, tmp_p
     assert "random" in results["pose_aae"]["note"] and "fresh priors" in results["motion_ae"]["note"]
     table = training.markdown_table(results | {"adapt": {"error": "ValueError: x"}})
     assert table.count("\n") == 4 and "| adapt | | | | | | | failed: ValueError: x |" in table
+
+
+def test_domain_gap_variants_change_only_what_they_name() -> None:
+    gap = load("domain_gap")
+    styles = dict(gap.VARIANTS)
+    src, tgt = gap.SOURCE, gap.TARGET
+    assert styles["source style"] is src and styles["target style"] is tgt
+    assert len({s.name for s in styles.values()}) == len(styles)  # render caches key on the name
+    assert styles["source + photo backgrounds"] == dataclasses.replace(src, name="source+photos", background="photo")
+    assert styles["target, procedural backgrounds"] == dataclasses.replace(tgt, name="target-photos", background="procedural")
+    no_occ = styles["target, no occluders"]
+    assert no_occ.effects.occluder_prob == 0
+    assert dataclasses.replace(no_occ.effects, occluder_prob=tgt.effects.occluder_prob) == tgt.effects
+    assert styles["source + target camera"].camera == tgt.camera
+
+
+def test_domain_gap_measures_every_variant_on_the_same_poses(prepared_data: Path, data_root: Path, tmp_path: Path) -> None:
+    gap = load("domain_gap")
+    from nlrd.data.poses import load_split
+
+    poses = load_split(prepared_data, "test").joints
+    seen: list[np.ndarray] = []
+
+    def fake_model(images: np.ndarray) -> np.ndarray:
+        seen.append(images)
+        return np.zeros((len(images), 17, 3), np.float32)
+
+    variants = gap.VARIANTS[:1] + gap.VARIANTS[5:7]
+    rows = gap.measure(variants, poses, {"zero": fake_model}, 3, 7, data_root / "backgrounds")
+    assert [r["variant"] for r in rows] == [name for name, _ in variants]
+    # Zero predictions: MPJPE is the mean joint distance from the root of the same poses in every row.
+    assert rows[0]["mpjpe_mm"]["zero"] == pytest.approx(rows[1]["mpjpe_mm"]["zero"], rel=1e-5)
+    assert all(img.shape == (3, 128, 128, 3) for img in seen) and not np.array_equal(seen[0], seen[1])
+    md = gap.table(rows)
+    assert md.count("\n") == len(rows) + 1 and "| target style |" in md
