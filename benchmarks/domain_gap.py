@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from nlrd.data.paths import resolve_data_root
@@ -61,9 +62,12 @@ VARIANTS: tuple[tuple[str, Style], ...] = (
 )  # fmt: skip
 
 
-def measure(variants: tuple[tuple[str, Style], ...], poses: Any, predict: dict[str, Callable], n: int, seed: int,
+def measure(variants: tuple[tuple[str, Style], ...], poses: np.ndarray, predict: dict[str, Callable], n: int, seed: int,
             backgrounds: Path | None) -> list[dict[str, Any]]:  # fmt: skip
-    """One row per variant: ``{"variant", "seconds", "mpjpe_mm": {model: mm}, "pa_mpjpe_mm": {model: mm}}``."""
+    """Render ``n`` images of ``poses`` (N, 17, 3) mm per variant and predict them with each of ``predict``.
+
+    Returns one row per variant: ``{"variant", "seconds", "mpjpe_mm": {model: mm}, "pa_mpjpe_mm": {model: mm}}``.
+    """
     rows = []
     for name, style in variants:
         t0 = time.perf_counter()

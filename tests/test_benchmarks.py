@@ -197,7 +197,7 @@ def test_domain_gap_variants_change_only_what_they_name() -> None:
     assert styles["source + target camera"].camera == tgt.camera
 
 
-def test_domain_gap_measures_every_variant_on_the_same_poses(prepared_data: Path, data_root: Path, tmp_path: Path) -> None:
+def test_domain_gap_measures_every_variant_on_the_same_poses(prepared_data: Path, data_root: Path) -> None:
     gap = load("domain_gap")
     from nlrd.data.poses import load_split
 

@@ -42,9 +42,8 @@ def test_short_run_learns_the_flip_relation(priors: tuple[PosePrior, MotionPrior
 def test_motion_relations_take_their_own_steps(prepared_data: Path, tmp_path: Path) -> None:
     from training.train_relations import main as train_relations
 
-    data = prepared_data
     out, run = tmp_path / "relations", tmp_path / "run"
-    summary = train_relations(["--data", str(data), "--relations", "inplane-10,flip-backward", "--steps", "6",
+    summary = train_relations(["--data", str(prepared_data), "--relations", "inplane-10,flip-backward", "--steps", "6",
                                "--motion-steps", "3", "--val-every", "0", "--out-dir", str(out), "--run-dir", str(run),
                                "--no-progress"])  # fmt: skip
     steps = {name: read_metadata(out / f"{name}.safetensors")["config"]["stage"]["steps"] for name in summary["relations"]}
