@@ -1,5 +1,5 @@
-"""Shared fixtures: the real data folder (tests that need it skip with a reason when it is absent), and
-the app-server helpers of test_app.py for the other app test files."""
+"""Shared fixtures: the real data folder (tests that need it skip with a reason when it is absent), the
+shipped priors, and the app-server helpers of test_app.py for the other app test files."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from nlrd.data.paths import default_data_root
+from nlrd.priors import MotionPrior, PosePrior
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,13 @@ def prepared_data(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from nlrd.data.poses import ensure_prepared
 
     return ensure_prepared(data_root, tmp_path_factory.mktemp("prepared"), workers=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def priors() -> tuple[PosePrior, MotionPrior]:
+    """The shipped pose and motion priors, loaded once per test module (stages freeze them in place)."""
+    pose = PosePrior.from_pretrained()
+    return pose, MotionPrior.from_pretrained(pose=pose)
 
 
 @pytest.fixture(scope="session")

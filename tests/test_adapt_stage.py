@@ -16,12 +16,6 @@ from nlrd.trainer import DistInfo
 TERMS = ("lcr", "hcr", "pose-flip", "inplane-10", "flip-backward", "slow-backward")
 
 
-@pytest.fixture(scope="module")
-def priors() -> tuple[PosePrior, MotionPrior]:
-    pose = PosePrior.from_pretrained()
-    return pose, MotionPrior.from_pretrained(pose=pose)
-
-
 def test_every_term_steps_and_only_layer2_changes(priors: tuple[PosePrior, MotionPrior]) -> None:
     torch.manual_seed(0)
     pose, motion = priors

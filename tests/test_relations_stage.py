@@ -6,19 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from nlrd.checkpoint import read_metadata
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.relations import RelationStage, RelationStageConfig
 from nlrd.trainer import DistInfo, Trainer, TrainerConfig
-
-
-@pytest.fixture(scope="module")
-def priors() -> tuple[PosePrior, MotionPrior]:
-    pose = PosePrior.from_pretrained()
-    return pose, MotionPrior.from_pretrained(pose=pose)
 
 
 def test_short_run_learns_the_flip_relation(priors: tuple[PosePrior, MotionPrior]) -> None:
