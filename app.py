@@ -64,6 +64,7 @@ from nlrd.adapt_session import (
     available_terms,
     builtin_target_data,
     default_settings,
+    start_options,
     target_style,
     video_target_data,
 )
@@ -865,6 +866,8 @@ ADAPT_INTRO = (
     "networks are shipped (the non-local relation distillation: G's latent for a flipped or rotated image "
     "must equal the relation network applied to G's latent for the original). One Adam per term, stepped in "
     "turn; the learning rate is the relation terms' (the contrastive terms keep the recipe's ratio to it). "
+    "A session adapts a copy of the **source-only Gs** (where the method starts; the app itself predicts with "
+    "the shipped adapted G, which has already been through this) or, if you choose, of the app's own G. "
     "The built-in clips are labelled synthetic target-style renders of held-out poses, so the target "
     "error is measured on a fixed set of 64 renders; your own videos have no labels, so only how far the "
     "predictions moved is shown. The app keeps predicting with the shipped weights; save the adapted G to a "
@@ -886,7 +889,15 @@ def adapt_defaults(ctx: AppContext, device: str) -> tuple[dict[str, Any], dict[s
     return gr.update(value=list(s.terms)), gr.update(value=s.steps)
 
 
-def _adapt_settings(ctx: AppContext, terms: Any, steps: Any, learning_rate: Any, device: Any) -> SessionSettings:
+def adapt_start_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, value) pairs of the G a session can start from (see ``SessionSettings.start``)."""
+    labels = {"gs": "source-only Gs (where the method starts)",
+              "predictor": f"the app's G ({ctx.predictor.meta.get('image_checkpoint', 'loaded')})"}  # fmt: skip
+    return [(labels[v], v) for v in start_options(ctx.predictor)]
+
+
+def _adapt_settings(ctx: AppContext, terms: Any, steps: Any, learning_rate: Any, device: Any,
+                    start: Any = "auto") -> SessionSettings:  # fmt: skip
     """The UI / API values as checked session settings (a gr.Error says what is wrong)."""
     try:
         n = int(float(steps))
@@ -902,7 +913,7 @@ def _adapt_settings(ctx: AppContext, terms: Any, steps: Any, learning_rate: Any,
     try:
         base = default_settings(ctx.predictor, str(device or "auto"))
         settings = SessionSettings(tuple(names), n, lr, base.device, eval_every=max(1, -(-n // 6)),
-                                   report_seconds=base.report_seconds)  # fmt: skip
+                                   report_seconds=base.report_seconds, start=str(start or "auto"))  # fmt: skip
         return settings.checked()
     except ValueError as exc:
         raise _error(exc) from None
@@ -982,19 +993,20 @@ def _adapt_comparison(session: AdaptSession) -> tuple[go.Figure, list[tuple[np.n
 
 
 def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: list[str] | str, steps: float,
-          learning_rate: float | None, device: str,
+          learning_rate: float | None, device: str, start: str = "auto",
           progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008  # fmt: skip
     """API ``/adapt``: run one self-adaptation session; the final result is its JSON summary.
 
     Args (API): clips source (``"built-in synthetic target clips"`` or ``"my videos"``), videos (files,
     for "my videos"), terms (a list, or a comma-separated string), steps, learning rate (None: the
-    recipe's), device (``"cpu"`` or ``"cuda"``).
+    recipe's), device (``"cpu"`` or ``"cuda"``), start (``"gs"``: a copy of the source-only Gs,
+    ``"predictor"``: of the app's G, ``"auto"``: Gs when shipped; optional).
 
     Yields (summary JSON, loss figure, target-error figure, before / after figure, status, session
     state) while it runs; only the last yield carries the summary (before / after target error,
     final losses, steps done).
     """
-    settings = _adapt_settings(ctx, terms, steps, learning_rate, device)
+    settings = _adapt_settings(ctx, terms, steps, learning_rate, device, start)
     data = _adapt_target(ctx, clips_source, videos, progress)
     try:
         session = AdaptSession(ctx.predictor, data, settings)
@@ -1002,7 +1014,7 @@ def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: l
         raise _error(exc) from None
     progress(0.0, desc="evaluating the starting G")
     yield (gr.skip(), _adapt_loss_figure(None), _adapt_error_figure(None, data.labelled), gr.skip(),
-           f"Starting: {data.description}.", session)  # fmt: skip
+           f"Starting from {session.init_checkpoint}: {data.description}.", session)  # fmt: skip
     report: Report | None = None
     try:
         for report in session.run():
@@ -1360,6 +1372,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                                                     min_width=90, elem_id="adapt-steps")  # fmt: skip
                             adapt_lr = gr.Number(AdaptStageConfig().lr_relation, label="learning rate", minimum=0, min_width=110)
                             adapt_device = gr.Radio(adapt_devices(), value=defaults.device, label="device", min_width=110)
+                        starts = adapt_start_choices(ctx)
+                        adapt_start = gr.Radio(starts, value=starts[0][1], label="Start from", elem_id="adapt-start")
                         with gr.Row():
                             adapt_btn = gr.Button("Start adaptation", variant="primary")
                             adapt_cancel = gr.Button("Cancel", variant="stop")
@@ -1471,7 +1485,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         # ---------------------------------------------------------------------- events: Adapt, About, load
         # One session at a time across all users: a second /adapt waits in the queue (its rank shows).
         adapt_event = adapt_btn.click(
-            b(adapt), [adapt_src, adapt_videos, adapt_terms, adapt_steps, adapt_lr, adapt_device],
+            b(adapt), [adapt_src, adapt_videos, adapt_terms, adapt_steps, adapt_lr, adapt_device, adapt_start],
             [adapt_summary, adapt_loss_plot, adapt_err_plot, adapt_cmp_plot, adapt_status_md, adapt_state],
             api_name="adapt", concurrency_limit=1, concurrency_id="adapt", show_progress_on=[adapt_status_md])  # fmt: skip
         adapt_event.success(b(adapt_frames), [adapt_state], adapt_frames_gallery, api_visibility="private")

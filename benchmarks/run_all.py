@@ -113,6 +113,16 @@ def head_app_load(r: dict[str, Any]) -> Headline:
     return out
 
 
+def head_adapt_session(r: dict[str, Any]) -> Headline:
+    out = [(f"Adapt session {label}: change, session", f"{_num(m.get('change_mm'), '+.2f', ' mm')}, "
+            f"{_num(m.get('session_s'), '.1f', ' s')}") for label, m in (_get(r, "medians") or {}).items()]  # fmt: skip
+    app = _get(r, "app")
+    if isinstance(app, dict):
+        out.append(("default /adapt through the app (target <= 120 s)",
+                    f"{_num(app.get('seconds'), '.1f', ' s')}, {_num(app.get('change_mm'), '+.2f', ' mm')}"))  # fmt: skip
+    return out
+
+
 @dataclass
 class Script:
     """One benchmark script and how run_all runs it.
@@ -148,6 +158,7 @@ SCRIPTS: tuple[Script, ...] = (
     Script("accuracy_report", [], 120, head_accuracy_report, json_name="accuracy_report.json", out_flag="--out-dir",
            threads_flag=None),
     Script("app_load", ["--clients", "8", "--seconds", "15"], 240, head_app_load),
+    Script("adapt_session", ["--variants", "auto:default:default"], 300, head_adapt_session, args=["--app"]),
 )
 # fmt: on
 

@@ -50,8 +50,9 @@ from nlrd.data.paths import REPO_ROOT
 from nlrd.data.synthetic import demo_poses, fixed_test_set, get_style, render_clip
 from nlrd.data.synthetic.render import bank_for_style
 from nlrd.data.synthetic.styles import Style
-from nlrd.inference import PosePredictor
+from nlrd.inference import PosePredictor, load_image_encoder
 from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.models.image_encoder import ImageEncoder
 from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MotionPrior, PosePrior
 from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
@@ -67,6 +68,9 @@ __all__ = [
     "available_terms",
     "builtin_target_data",
     "default_settings",
+    "source_checkpoint",
+    "start_options",
+    "starting_encoder",
     "target_style",
     "video_target_data",
 ]
@@ -83,6 +87,8 @@ VIDEO_MAX_SIDE = 640  # videos are decoded at this long side before tracking (th
 CPU_TERMS = ("pose-flip", "inplane-10")
 CPU_STEPS = 60
 MAX_STEPS = 5000
+SOURCE_NAME = "source_gs.safetensors"  # the source-only Gs, where the method's adaptation starts
+START_CHOICES = ("auto", "gs", "predictor")  # SessionSettings.start
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -206,6 +212,12 @@ class SessionSettings:
         eval_every: steps between evaluations of the target error (0: only before and after).
         report_seconds: least time between two reports while training (0: after every step).
         seed: fixes the heads' initialisation, the frame sampling and the augmentations.
+        start: the G the session adapts (a copy; nothing shipped changes): ``"gs"`` the source-only
+            Gs beside the predictor's weights (where the method's adaptation starts), ``"predictor"``
+            the predictor's own G (the shipped adapted G by default), ``"auto"`` Gs when it is there
+            and differs from the predictor's G, else the predictor's G. (From the already adapted G a
+            60-step CPU session has little left to gain: its error moved by -0.6 to +2.5 mm over five
+            seeds, against -1.0 to -2.7 mm from Gs; ``benchmarks/adapt_session.py``.)
     """
 
     terms: tuple[str, ...]
@@ -215,6 +227,7 @@ class SessionSettings:
     eval_every: int = 20
     report_seconds: float = 1.0
     seed: int = 0
+    start: str = "auto"
 
     def checked(self) -> SessionSettings:
         """These settings with the terms de-duplicated, or ValueError saying what is wrong."""
@@ -227,7 +240,41 @@ class SessionSettings:
             raise ValueError(f"the learning rate must be in (0, 0.01], got {self.lr}")
         if int(self.eval_every) < 0 or self.report_seconds < 0:
             raise ValueError("eval_every and report_seconds must not be negative")
+        if self.start not in START_CHOICES:
+            raise ValueError(f"start must be one of {list(START_CHOICES)}, got {self.start!r}")
         return dataclasses.replace(self, terms=terms, steps=int(self.steps), eval_every=int(self.eval_every))
+
+
+def source_checkpoint(predictor: PosePredictor) -> Path | None:
+    """Gs's weights beside the predictor's (``<checkpoint folder>/source_gs.safetensors``) when they
+    exist and are not the predictor's own G; else None."""
+    folder = predictor.checkpoint_dir
+    if folder is None or predictor.meta.get("image_checkpoint") == SOURCE_NAME:
+        return None
+    path = Path(folder) / SOURCE_NAME
+    return path if path.is_file() else None
+
+
+def start_options(predictor: PosePredictor) -> list[str]:
+    """Where a session over this predictor can start: ``"gs"`` (when :func:`source_checkpoint` finds
+    it) and ``"predictor"``."""
+    return (["gs"] if source_checkpoint(predictor) is not None else []) + ["predictor"]
+
+
+def starting_encoder(predictor: PosePredictor, start: str) -> tuple[ImageEncoder, str]:
+    """The G a session copies and adapts, and the name of its checkpoint.
+
+    ``start`` is one of :data:`START_CHOICES`; ``"gs"`` without Gs beside the predictor's weights is
+    a ValueError, ``"auto"`` then falls back to the predictor's G.
+    """
+    if start not in START_CHOICES:
+        raise ValueError(f"start must be one of {list(START_CHOICES)}, got {start!r}")
+    path = source_checkpoint(predictor) if start != "predictor" else None
+    if path is None:
+        if start == "gs":
+            raise ValueError(f"no source-only Gs ({SOURCE_NAME}) beside this predictor's weights; start from 'predictor'")
+        return predictor.encoder, str(predictor.meta.get("image_checkpoint", "unknown"))
+    return load_image_encoder(path), SOURCE_NAME
 
 
 def available_terms(predictor: PosePredictor) -> list[str]:
@@ -346,8 +393,8 @@ class AdaptSession:
         # In-memory clips need no loader worker processes (and none are forked from a server thread).
         self.config = dataclasses.replace(recipe, terms=self.settings.terms, steps=self.settings.steps,
                                           seed=self.settings.seed, workers=0, **lrs)  # fmt: skip
-        self.init_checkpoint = str(predictor.meta.get("image_checkpoint", "unknown"))
-        g = copy.deepcopy(predictor.encoder)
+        start, self.init_checkpoint = starting_encoder(predictor, self.settings.start)
+        g = copy.deepcopy(start)
         clips: dict[str, Any] = {"video_crops": data.clips}
         if len({c.shape for c in data.clips}) == 1 and "pool" in inspect.signature(AdaptStage).parameters:
             # Equal-length clips are a finite target set: the stage draws each batch's frames from all of them.
@@ -497,7 +544,8 @@ class AdaptSession:
             before = self.before if self.before is not None else self._predict()
             after = self.after()
         out: dict[str, Any] = {
-            "phase": self.phase, "terms": list(self.settings.terms), "steps": self.settings.steps, "steps_done": self.step,
+            "phase": self.phase, "started_from": self.init_checkpoint, "terms": list(self.settings.terms),
+            "steps": self.settings.steps, "steps_done": self.step,
             "device": self.device.type, "seconds": round(self.seconds, 1), "started_unix_s": self.started,
             "ended_unix_s": self.ended,
             "learning_rates": {"relation": self.config.lr_relation, "contrastive": self.config.lr_contrastive},

@@ -145,6 +145,8 @@ class PosePredictor:
         self.meta = meta or {}
         self.image_size: int = encoder.config.image_size
         self.skeleton = pose.skeleton
+        # The folder the weights came from (set by from_pretrained): an Adapt session can start from its Gs.
+        self.checkpoint_dir: Path | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto",
@@ -164,7 +166,9 @@ class PosePredictor:
         encoder = load_image_encoder(image_ck)
         relations = load_relation_nets(folder / "relations")
         meta = {"image_checkpoint": image_ck.name}
-        return cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads)
+        out = cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads)
+        out.checkpoint_dir = folder
+        return out
 
     @torch.no_grad()
     def relate(self, name: str, latent: np.ndarray) -> np.ndarray:

@@ -4,12 +4,14 @@ A 48 px G keeps every step cheap; the priors come from ``checkpoints/`` and the 
 untrained (the session only needs one that maps latents to latents). Covers the run loop (reports,
 target error before step 0 and every ``eval_every`` steps, only ``layer2`` moving, the predictor
 untouched), cancelling, before / after comparison, saving (refusing the shipped folder, links into
-it and existing files) and uploaded videos as unlabelled targets.
+it and existing files), where a session starts (Gs beside the predictor's weights, or the predictor's
+own G) and uploaded videos as unlabelled targets.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -20,15 +22,19 @@ import torch
 from nlrd.adapt_session import (
     ADAPTED_NAME,
     CPU_STEPS,
+    SOURCE_NAME,
     AdaptSession,
     SessionSettings,
     TargetData,
     available_terms,
     builtin_target_data,
     default_settings,
+    start_options,
+    starting_encoder,
     target_style,
     video_target_data,
 )
+from nlrd.checkpoint import save_checkpoint
 from nlrd.data.synthetic import demo_poses, render_clip
 from nlrd.inference import PosePredictor, load_image_encoder
 from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
@@ -153,6 +159,38 @@ def test_settings_terms_and_defaults(predictor: PosePredictor, data: TargetData)
     # A learning rate for people: relation terms get it, contrastive terms keep the recipe's ratio.
     s = AdaptSession(predictor, data, settings(lr=1e-4))
     assert s.config.lr_relation == pytest.approx(1e-4) and s.config.lr_contrastive > 0
+
+
+def test_session_starts_from_gs_beside_the_weights_or_the_predictors_g(predictor: PosePredictor, data: TargetData,
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    with pytest.raises(ValueError, match="start must be one of"):
+        settings(start="oracle").checked()
+    # Built without a checkpoint folder: only the predictor's own G; "gs" says why it cannot.
+    assert start_options(predictor) == ["predictor"]
+    assert starting_encoder(predictor, "auto") == (predictor.encoder, "tiny")
+    with pytest.raises(ValueError, match="no source-only Gs"):
+        AdaptSession(predictor, data, settings(start="gs"))
+    # A folder with a Gs (other weights than the predictor's): "auto" and "gs" copy it, "predictor" does not.
+    gs = build_image_encoder(predictor.encoder.config, seed=7)
+    save_checkpoint(tmp_path / SOURCE_NAME, {"encoder": gs}, stage="source", config={"model": asdict(gs.config)})
+    beside = PosePredictor(predictor.encoder, predictor.pose, predictor.motion, predictor.device, {"image_checkpoint": "tiny"},
+                           predictor.relations)  # fmt: skip
+    beside.checkpoint_dir = tmp_path
+    assert start_options(beside) == ["gs", "predictor"]
+    x = torch.from_numpy(data.eval_images).permute(0, 3, 1, 2).float().div(255)
+    with torch.no_grad():
+        from_gs, from_own = (beside.pose.decoder(g.eval()(x)).numpy() for g in (gs, beside.encoder))
+    assert np.abs(from_gs - from_own).mean() > 20  # mm: the two starts are told apart
+
+    def close(a: np.ndarray, b: np.ndarray) -> bool:
+        return float(np.abs(a - b).mean()) < 2.0  # mm: the session predicts under bf16 autocast
+
+    for start in ("auto", "gs"):
+        session = AdaptSession(beside, data, settings(start=start, steps=1, eval_every=0))
+        list(session.run())
+        assert session.summary()["started_from"] == SOURCE_NAME and close(session.before, from_gs)  # step 0 is Gs
+    session = AdaptSession(beside, data, settings(start="predictor", steps=1, eval_every=0))
+    assert session.init_checkpoint == "tiny" and close(session._predict(), from_own)
 
 
 def test_uploaded_video_is_an_unlabelled_target(predictor: PosePredictor, tmp_path: Path) -> None:

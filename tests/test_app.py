@@ -576,14 +576,20 @@ def test_client_adapt_returns_a_summary(client) -> None:
         "built-in synthetic target clips", None, ["lcr", "pose-flip"], 2, None, "cpu", api_name="/adapt")  # fmt: skip
     assert summary["phase"] == "done" and summary["steps_done"] == 2 and summary["labelled"] is True
     assert summary["eval_images"] == 64 and np.isfinite(summary["after_mpjpe_mm"]) and "Done" in status
+    # Without a start, a session adapts a copy of the source-only Gs when it is shipped (as the method does).
+    has_gs = (checkpoint_dir() / "source_gs.safetensors").exists() and (checkpoint_dir() / "adapted_g.safetensors").exists()
+    assert summary["started_from"] == ("source_gs.safetensors" if has_gs else summary["started_from"])
     assert {t["name"] for t in _plot_data(losses)} == {"lcr", "pose-flip"} and len(_plot_data(compare)) == 36
     with pytest.raises(AppError, match="not in the list of choices|unknown adaptation terms"):
         client.predict("built-in synthetic target clips", None, ["lcr", "teleport"], 2, None, "cpu", api_name="/adapt")
     with pytest.raises(AppError, match="Add one or more videos"):
         client.predict("my videos", None, ["lcr"], 2, None, "cpu", api_name="/adapt")
     # After the refusals the next session runs (and a learning rate can be given).
-    assert client.predict("built-in synthetic target clips", None, ["pose-flip"], 1, 2e-5, "cpu",
-                          api_name="/adapt")[0]["steps_done"] == 1  # fmt: skip
+    summary = client.predict("built-in synthetic target clips", None, ["pose-flip"], 1, 2e-5, "cpu", "predictor",
+                             api_name="/adapt")[0]  # fmt: skip
+    assert summary["steps_done"] == 1 and summary["started_from"] != "source_gs.safetensors"
+    with pytest.raises(AppError, match="not in the list of choices|start must be one of"):
+        client.predict("built-in synthetic target clips", None, ["lcr"], 1, None, "cpu", "oracle", api_name="/adapt")
 
 
 def test_client_bad_uploads_fail_and_the_app_keeps_serving(client, tmp_path: Path, user_examples: Path) -> None:

@@ -6,6 +6,7 @@ tables and the fall-backs for a machine without the prepared data are.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
 
 
 def load(name: str) -> ModuleType:
@@ -216,3 +218,29 @@ def test_domain_gap_measures_every_variant_on_the_same_poses(prepared_data: Path
     assert all(img.shape == (3, 128, 128, 3) for img in seen) and not np.array_equal(seen[0], seen[1])
     md = gap.table(rows)
     assert md.count("\n") == len(rows) + 1 and "| target style |" in md
+
+
+# ----------------------------------------------------------------------------- adapt_session
+def test_adapt_session_variants_parse_and_are_checked() -> None:
+    bench = load("adapt_session")
+    v = bench.Variant.parse("gs:pose-flip+inplane-10:2e-4")
+    assert (v.start, v.terms, v.lr, v.label) == ("gs", ("pose-flip", "inplane-10"), 2e-4, "gs:pose-flip+inplane-10:0.0002")
+    assert bench.Variant.parse("auto:default:default") == bench.Variant("auto", None, None)
+    for bad in ("shipped:default:default", "gs:pose-flip", "gs:pose-flip:fast"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.Variant.parse(bad)
+
+
+@pytest.mark.skipif(not (REPO / "checkpoints" / "source_gs.safetensors").exists(), reason="shipped Gs not found")
+def test_adapt_session_compares_starts_on_the_same_frames(tmp_path: Path) -> None:
+    """Two 2-step sessions from Gs and from the shipped G: same evaluation frames, different starts, a curve each."""
+    bench = load("adapt_session")
+    out = tmp_path / "adapt.json"
+    bench.main(["--variants", "auto:pose-flip:default", "predictor:pose-flip:1e-5", "--steps", "2", "--eval-every", "1",
+                "--threads", "1", "--out", str(out)])  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["started_from"] for r in rows] == ["source_gs.safetensors", "adapted_g.safetensors"]
+    for r in rows:
+        assert [s for s, _ in r["curve_mm"]] == [0, 1, 2] and r["seconds"] > 0 and r["data_seconds"] > 0
+        assert r["change_mm"] == pytest.approx(r["end_mm"] - r["start_mm"], abs=0.011) and 50 < r["start_mm"] < 400
+    assert rows[0]["start_mm"] != rows[1]["start_mm"] and rows[1]["lr_relation"] == pytest.approx(1e-5)
