@@ -50,7 +50,7 @@ from nlrd.data.paths import REPO_ROOT
 from nlrd.data.synthetic import demo_poses, fixed_test_set, get_style, render_clip
 from nlrd.data.synthetic.render import bank_for_style
 from nlrd.data.synthetic.styles import Style
-from nlrd.inference import PosePredictor, load_image_encoder
+from nlrd.inference import ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT, PosePredictor, load_image_encoder
 from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.models.image_encoder import ImageEncoder
 from nlrd.precision import pick_device
@@ -75,7 +75,7 @@ __all__ = [
     "video_target_data",
 ]
 
-ADAPTED_NAME = "adapted_g.safetensors"  # the file a session saves into its run folder
+ADAPTED_NAME = ADAPTED_CHECKPOINT  # the file a session saves into its run folder (PosePredictor prefers it)
 PREPARED_DATA = REPO_ROOT / "data"  # where training.prepare_data writes mocap.npz (its default --out)
 CLIP_FRAMES = 60  # built-in clip length: enough for every relation, the 60-frame slow ones included
 BUILTIN_CLIPS = 12  # built-in target clips (windows of adaptation batches are drawn from them)
@@ -87,7 +87,6 @@ VIDEO_MAX_SIDE = 640  # videos are decoded at this long side before tracking (th
 CPU_TERMS = ("pose-flip", "inplane-10")
 CPU_STEPS = 60
 MAX_STEPS = 5000
-SOURCE_NAME = "source_gs.safetensors"  # the source-only Gs, where the method's adaptation starts
 START_CHOICES = ("auto", "gs", "predictor")  # SessionSettings.start
 
 
@@ -249,9 +248,9 @@ def source_checkpoint(predictor: PosePredictor) -> Path | None:
     """Gs's weights beside the predictor's (``<checkpoint folder>/source_gs.safetensors``) when they
     exist and are not the predictor's own G; else None."""
     folder = predictor.checkpoint_dir
-    if folder is None or predictor.meta.get("image_checkpoint") == SOURCE_NAME:
+    if folder is None or predictor.meta.get("image_checkpoint") == SOURCE_CHECKPOINT:
         return None
-    path = Path(folder) / SOURCE_NAME
+    path = Path(folder) / SOURCE_CHECKPOINT
     return path if path.is_file() else None
 
 
@@ -272,9 +271,9 @@ def starting_encoder(predictor: PosePredictor, start: str) -> tuple[ImageEncoder
     path = source_checkpoint(predictor) if start != "predictor" else None
     if path is None:
         if start == "gs":
-            raise ValueError(f"no source-only Gs ({SOURCE_NAME}) beside this predictor's weights; start from 'predictor'")
+            raise ValueError(f"no source-only Gs ({SOURCE_CHECKPOINT}) beside this predictor's weights; start from 'predictor'")
         return predictor.encoder, str(predictor.meta.get("image_checkpoint", "unknown"))
-    return load_image_encoder(path), SOURCE_NAME
+    return load_image_encoder(path), SOURCE_CHECKPOINT
 
 
 def available_terms(predictor: PosePredictor) -> list[str]:
@@ -394,7 +393,7 @@ class AdaptSession:
         self.config = dataclasses.replace(recipe, terms=self.settings.terms, steps=self.settings.steps,
                                           seed=self.settings.seed, workers=0, **lrs)  # fmt: skip
         start, self.init_checkpoint = starting_encoder(predictor, self.settings.start)
-        g = copy.deepcopy(start)
+        g = copy.deepcopy(start)  # the predictor's G is shared with inference and must not train
         clips: dict[str, Any] = {"video_crops": data.clips}
         if len({c.shape for c in data.clips}) == 1 and "pool" in inspect.signature(AdaptStage).parameters:
             # Equal-length clips are a finite target set: the stage draws each batch's frames from all of them.

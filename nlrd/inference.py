@@ -57,7 +57,8 @@ from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict
 from nlrd.transforms import flip_pose
 
-IMAGE_CHECKPOINTS = ("adapted_g.safetensors", "source_gs.safetensors")  # preferred first
+ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT = "adapted_g.safetensors", "source_gs.safetensors"  # adapted G, source-only Gs
+IMAGE_CHECKPOINTS = (ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
 RENDER_MARGIN, RENDER_PAD_MM = 1.12, 130.0  # the renderer's crop fit, used to place 2D projections
 CLIP_CHUNK = 16  # crops per G forward pass for clips (per crop, 16 ran faster than 8 or 64 on one core)
@@ -133,9 +134,10 @@ class PosePredictor:
 
     def __init__(self, encoder: ImageEncoder, pose: PosePrior, motion: MotionPrior | None, device: torch.device,
                  meta: dict[str, Any] | None = None, relations: dict[str, RelationNet] | None = None,
-                 num_threads: int | None = None) -> None:  # fmt: skip
+                 num_threads: int | None = None, checkpoint_dir: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
         """``num_threads``: worker threads for a clip's G chunks and detections (None: torch's setting
-        at call time); every operation itself runs on one intra-op thread."""
+        at call time); every operation itself runs on one intra-op thread. ``checkpoint_dir``: the
+        folder the weights came from (an Adapt session can start from the Gs in it), or None."""
         if num_threads is not None and (int(num_threads) != num_threads or num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         self.num_threads = num_threads
@@ -145,8 +147,7 @@ class PosePredictor:
         self.meta = meta or {}
         self.image_size: int = encoder.config.image_size
         self.skeleton = pose.skeleton
-        # The folder the weights came from (set by from_pretrained): an Adapt session can start from its Gs.
-        self.checkpoint_dir: Path | None = None
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto",
@@ -166,9 +167,8 @@ class PosePredictor:
         encoder = load_image_encoder(image_ck)
         relations = load_relation_nets(folder / "relations")
         meta = {"image_checkpoint": image_ck.name}
-        out = cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads)
-        out.checkpoint_dir = folder
-        return out
+        return cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads,
+                   checkpoint_dir=folder)  # fmt: skip
 
     @torch.no_grad()
     def relate(self, name: str, latent: np.ndarray) -> np.ndarray:

@@ -22,7 +22,6 @@ import torch
 from nlrd.adapt_session import (
     ADAPTED_NAME,
     CPU_STEPS,
-    SOURCE_NAME,
     AdaptSession,
     SessionSettings,
     TargetData,
@@ -36,6 +35,7 @@ from nlrd.adapt_session import (
 )
 from nlrd.checkpoint import save_checkpoint
 from nlrd.data.synthetic import demo_poses, render_clip
+from nlrd.inference import SOURCE_CHECKPOINT as SOURCE_NAME
 from nlrd.inference import PosePredictor, load_image_encoder
 from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
