@@ -84,6 +84,12 @@ def head_training_throughput(r: dict[str, Any]) -> Headline:
     return out
 
 
+def head_source_echo(r: dict[str, Any]) -> Headline:
+    return [(f"source step with rendering, echo {x.get('echo')}",
+             f"{_num(x.get('steps_per_s'), '.2f')} steps/s ({_num(x.get('speedup'), '.2f')}x)")
+            for x in (_get(r, "rows") or [])]  # fmt: skip
+
+
 def head_accuracy_report(r: dict[str, Any]) -> Headline:
     sec = _get(r, "sections") or {}
     rows = _get(sec, "ablation", "rows") or []
@@ -155,6 +161,7 @@ SCRIPTS: tuple[Script, ...] = (
     Script("renderer_throughput", ["--images", "200", "--repeats", "3", "--train-steps", "8"], 240, head_renderer_throughput,
            threads_flag="--train-threads"),
     Script("training_throughput", ["--steps", "10", "--warmup", "2", "--repeats", "3"], 360, head_training_throughput),
+    Script("source_echo", ["--echo", "1", "4", "--steps", "10", "--repeats", "2"], 240, head_source_echo),
     Script("accuracy_report", [], 120, head_accuracy_report, json_name="accuracy_report.json", out_flag="--out-dir",
            threads_flag=None),
     Script("app_load", ["--clients", "8", "--seconds", "15"], 240, head_app_load),

@@ -375,17 +375,22 @@ def run(stages: list[str], ctx: Context, steps: int, warmup: int, repeats: int) 
     return results
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stages", default=",".join(STAGES), help=f"comma list of {STAGES}")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+def add_timing_args(ap: argparse.ArgumentParser, threads: int, warmup: int, steps_help: str) -> None:
+    """The flags shared with the other step-timing benchmarks: device, threads, timing and input folders."""
+    ap.add_argument("--threads", type=int, default=threads, help="torch intra-op threads")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per repeat (adapt: rounded up to whole term cycles)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--steps", type=int, default=20, help=steps_help)
+    ap.add_argument("--warmup", type=int, default=warmup, help="untimed steps first")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(REPO_ROOT / "data"), help="prepared data folder (random inputs if absent)")
     ap.add_argument("--data-root", default=None, help="real data folder (backgrounds/); default $NLRD_DATA")
     ap.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"), help="priors, Gs and relation networks")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stages", default=",".join(STAGES), help=f"comma list of {STAGES}")
+    add_timing_args(ap, threads=1, warmup=3, steps_help="timed steps per repeat (adapt: rounded up to whole term cycles)")
     ap.add_argument("--out", type=Path, default=Path("out/training_throughput.json"))
     args = ap.parse_args(argv)
     args.stage_list = [s.strip() for s in args.stages.split(",") if s.strip()]

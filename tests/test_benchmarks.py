@@ -244,3 +244,18 @@ def test_adapt_session_compares_starts_on_the_same_frames(tmp_path: Path) -> Non
         assert [s for s, _ in r["curve_mm"]] == [0, 1, 2] and r["seconds"] > 0 and r["data_seconds"] > 0
         assert r["change_mm"] == pytest.approx(r["end_mm"] - r["start_mm"], abs=0.011) and 50 < r["start_mm"] < 400
     assert rows[0]["start_mm"] != rows[1]["start_mm"] and rows[1]["lr_relation"] == pytest.approx(1e-5)
+
+
+def test_source_echo_times_each_factor_with_rendering_in_the_loop(tmp_path: Path) -> None:
+    """Two echo factors on random poses: one row each, renders per second follow batch / echo, bad factors refused."""
+    bench = load("source_echo")
+    out = tmp_path / "echo.json"
+    bench.main(["--echo", "1", "2", "--batch", "4", "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
+                "--data", str(tmp_path / "none"), "--out", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["inputs"] == "random poses" and [r["echo"] for r in report["rows"]] == [1, 2]
+    for r in report["rows"]:
+        assert r["steps_per_s"] > 0 and r["fresh_renders_per_s"] == pytest.approx(r["steps_per_s"] * 4 / r["echo"])
+    assert report["rows"][0]["speedup"] == 1.0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--echo", "3", "--batch", "4"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from nlrd.data.synthetic import demo_poses
@@ -48,3 +49,23 @@ def test_short_source_run_fits_a_fixed_batch() -> None:
                      DistInfo(), torch.device("cpu")).fit()  # fmt: skip
     first, last = result.history[0]["l1_mm"], result.history[-1]["l1_mm"]
     assert last < 0.6 * first, (first, last)
+
+
+def test_echo_keeps_each_render_for_echo_consecutive_steps() -> None:
+    """With echo=2 each batch is the newest rendered half plus the previous one; echo must divide the batch."""
+    poses = demo_poses.random_poses(4, np.random.default_rng(0))
+    decoder = PosePrior.from_pretrained().decoder
+    model_cfg = ImageEncoderConfig(width=8, head_channels=16, head_hidden=32, image_size=32)
+    no_aug = {"colour_jitter": 0.0, "flip_prob": 0.0, "max_rotation_deg": 0.0, "crop_scale_jitter": 0.0,
+              "crop_shift_jitter": 0.0, "workers": 0, "val_images": 4}  # fmt: skip
+    stage = SourceStage(poses, poses, decoder, model_cfg, SourceStageConfig(batch=8, echo=2, **no_aug), torch.device("cpu"),
+                        DistInfo())  # fmt: skip
+    assert stage.loader.batch_size == 4
+    batches = [stage.next_batch() for _ in range(3)]
+    for (x0, y0), (x1, y1) in zip(batches, batches[1:], strict=False):
+        assert x0.shape == (8, 3, 32, 32) and y0.shape == (8, 17, 3)
+        assert torch.equal(x1[:4], x0[4:]) and torch.equal(y1[:4], y0[4:])  # the older half was the newer one before
+        assert not torch.equal(x1[4:], x0[4:])  # and a fresh half was rendered
+    with pytest.raises(ValueError, match="echo 3 must divide"):
+        SourceStage(poses, poses, decoder, model_cfg, SourceStageConfig(batch=8, echo=3, **no_aug), torch.device("cpu"),
+                    DistInfo())  # fmt: skip

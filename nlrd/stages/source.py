@@ -5,12 +5,17 @@ augmentations, each applied to image and label together so the pair stays exact:
 (image only), a horizontal flip with the pose mirrored by the registry's pose-flip, and an in-plane
 rotation of up to +-10 degrees with the pose rotated about the optical axis.
 
+``echo = k`` (data echoing) keeps each rendered sample in the batch for k consecutive steps, with
+fresh augmentations, so a step renders ``batch / k`` new images: on a 2-core machine rendering costs
+about as much as the step itself (``benchmarks/source_echo.py``).
+
 With ``style="target"`` the same stage trains the target-supervised *oracle* (the upper bound the
 adaptation is measured against), usually initialised from Gs (``init_from``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +59,7 @@ class SourceStageConfig:
     crop_scale_jitter: float = 0.1  # crops zoom by up to +-10% and shift by up to 6% of their side,
     crop_shift_jitter: float = 0.06  # so detector boxes at test time need not match render crops exactly
     workers: int = 1  # render processes feeding the loader
+    echo: int = 1  # steps each rendered sample is trained on (data echoing); batch / echo fresh renders per step
     val_images: int = 256
     seed: int = 0
     steps: int = 6000
@@ -120,6 +126,9 @@ class SourceStage:
                  pose_checkpoint: str | None = None) -> None:  # fmt: skip
         if cfg.batch % info.world_size:
             raise ValueError(f"batch {cfg.batch} does not divide over {info.world_size} processes")
+        self.echo = max(1, cfg.echo)
+        if (cfg.batch // info.world_size) % self.echo:
+            raise ValueError(f"echo {cfg.echo} must divide the per-process batch {cfg.batch // info.world_size}")
         self.cfg, self.device, self.info = cfg, device, info
         self.pose_checkpoint = pose_checkpoint
         backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
@@ -139,9 +148,10 @@ class SourceStage:
         # shards of one big random batch would.
         ds = SyntheticPoseDataset(train_poses, cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
                                   backgrounds=backgrounds)  # fmt: skip
-        self.loader = DataLoader(ds, batch_size=cfg.batch // info.world_size, num_workers=cfg.workers,
+        self.loader = DataLoader(ds, batch_size=cfg.batch // info.world_size // self.echo, num_workers=cfg.workers,
                                  persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)  # fmt: skip
         self._iter: Iterator | None = None
+        self._window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.echo)  # the last rendered chunks
         val = fixed_test_set(val_poses, cfg.style, cfg.val_images, seed=cfg.seed + 77, size=size, backgrounds=backgrounds)
         self.val_x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float().div(255).to(device)
         self.val_y = val["joints3d"]
@@ -167,7 +177,13 @@ class SourceStage:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._iter is None:
             self._iter = iter(self.loader)
-        x, y = next(self._iter)
+            self._window.extend(next(self._iter) for _ in range(self.echo - 1))
+        # Data echoing: a render costs about as much CPU as the training step spends on it, so on a small
+        # machine each rendered sample stays in the batch for `echo` consecutive steps (a sliding window
+        # of chunks, so no two batches are equal), with fresh augmentations every time.
+        self._window.append(next(self._iter))
+        x = torch.cat([c[0] for c in self._window])
+        y = torch.cat([c[1] for c in self._window])
         x, y = augment_pair(x, y, self.cfg, self.aug_gen)
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
