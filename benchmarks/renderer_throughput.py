@@ -28,7 +28,6 @@ is the oracle's case (the same step on target-style renders).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -150,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["training_source_step"] = train
         report["ratio_target"] = RATIO_TARGET
         report["ratios"] = {s: r["images_per_cpu_second"] / train["consumption_images_per_s"] for s, r in results.items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    training_throughput.write_report(args.out, report)
     return report
 
 

@@ -25,16 +25,13 @@ Prints a markdown table and writes the numbers as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_throughput import Context, add_timing_args, machine_info, make_context, time_steps  # noqa: E402
+from training_throughput import Context, add_timing_args, context_from_args, machine_info, time_steps, write_report  # noqa: E402
 
 
 def build(ctx: Context, style: str, echo: int, workers: int, batch: int) -> Any:
@@ -82,9 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    ctx = make_context(args.device, args.data, args.data_root, args.checkpoints)
+    ctx = context_from_args(args)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for echo in args.echo:
@@ -102,9 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nstage source with rendering, {args.style} style, {ctx.device}, {args.threads} thread(s), "
           f"{args.workers} render worker(s), median of {args.repeats} x {args.steps} steps\n")  # fmt: skip
     print(markdown_table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
     return report
 
 

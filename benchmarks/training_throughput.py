@@ -405,20 +405,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def context_from_args(args: argparse.Namespace) -> Context:
+    """Apply ``--threads``, seed torch and build the Context from the flags of :func:`add_timing_args`."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ctx = make_context(args.device, args.data, args.data_root, args.checkpoints)
+    return make_context(args.device, args.data, args.data_root, args.checkpoints)
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's numbers as indented JSON (parent folders made) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    ctx = context_from_args(args)
     t0 = time.perf_counter()
     results = run(args.stage_list, ctx, args.steps, args.warmup, args.repeats)
     report = {"machine": machine_info(args.threads, ctx.device), "steps": args.steps, "warmup": args.warmup,
               "repeats": args.repeats, "stages": results, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     print(f"\ntraining throughput, {ctx.device}, {args.threads} thread(s), median of {args.repeats} x {args.steps} steps\n")
     print(markdown_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
     return report
 
 

@@ -393,7 +393,8 @@ class AdaptSession:
         self.config = dataclasses.replace(recipe, terms=self.settings.terms, steps=self.settings.steps,
                                           seed=self.settings.seed, workers=0, **lrs)  # fmt: skip
         start, self.init_checkpoint = starting_encoder(predictor, self.settings.start)
-        g = copy.deepcopy(start)  # the predictor's G is shared with inference and must not train
+        # The predictor's G is shared with inference and must not train; a Gs loaded here is already a copy.
+        g = copy.deepcopy(start) if start is predictor.encoder else start
         clips: dict[str, Any] = {"video_crops": data.clips}
         if len({c.shape for c in data.clips}) == 1 and "pool" in inspect.signature(AdaptStage).parameters:
             # Equal-length clips are a finite target set: the stage draws each batch's frames from all of them.

@@ -126,9 +126,9 @@ class SourceStage:
                  pose_checkpoint: str | None = None) -> None:  # fmt: skip
         if cfg.batch % info.world_size:
             raise ValueError(f"batch {cfg.batch} does not divide over {info.world_size} processes")
-        self.echo = max(1, cfg.echo)
-        if (cfg.batch // info.world_size) % self.echo:
-            raise ValueError(f"echo {cfg.echo} must divide the per-process batch {cfg.batch // info.world_size}")
+        per_rank = cfg.batch // info.world_size
+        if cfg.echo < 1 or per_rank % cfg.echo:
+            raise ValueError(f"echo {cfg.echo} must divide the per-process batch {per_rank}")
         self.cfg, self.device, self.info = cfg, device, info
         self.pose_checkpoint = pose_checkpoint
         backgrounds = Path(data_root) / "backgrounds" if data_root is not None else None
@@ -148,10 +148,10 @@ class SourceStage:
         # shards of one big random batch would.
         ds = SyntheticPoseDataset(train_poses, cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
                                   backgrounds=backgrounds)  # fmt: skip
-        self.loader = DataLoader(ds, batch_size=cfg.batch // info.world_size // self.echo, num_workers=cfg.workers,
+        self.loader = DataLoader(ds, batch_size=per_rank // cfg.echo, num_workers=cfg.workers,
                                  persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)  # fmt: skip
         self._iter: Iterator | None = None
-        self._window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.echo)  # the last rendered chunks
+        self._window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.echo)  # the last rendered chunks
         val = fixed_test_set(val_poses, cfg.style, cfg.val_images, seed=cfg.seed + 77, size=size, backgrounds=backgrounds)
         self.val_x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float().div(255).to(device)
         self.val_y = val["joints3d"]
@@ -177,10 +177,9 @@ class SourceStage:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._iter is None:
             self._iter = iter(self.loader)
-            self._window.extend(next(self._iter) for _ in range(self.echo - 1))
-        # Data echoing: a render costs about as much CPU as the training step spends on it, so on a small
-        # machine each rendered sample stays in the batch for `echo` consecutive steps (a sliding window
-        # of chunks, so no two batches are equal), with fresh augmentations every time.
+            self._window.extend(next(self._iter) for _ in range(self.cfg.echo - 1))
+        # Data echoing (module docstring): a sliding window of the last `echo` rendered chunks, so every
+        # sample serves `echo` consecutive steps and no two batches are equal.
         self._window.append(next(self._iter))
         x = torch.cat([c[0] for c in self._window])
         y = torch.cat([c[1] for c in self._window])
