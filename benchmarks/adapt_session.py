@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -49,6 +48,9 @@ import torch
 from nlrd.adapt_session import START_CHOICES, AdaptSession, TargetData, builtin_target_data, default_settings
 from nlrd.inference import PosePredictor
 from nlrd.priors import CHECKPOINT_DIR
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_throughput import write_report  # noqa: E402
 
 DEFAULT_VARIANTS = ("auto:default:default", "predictor:default:default")
 
@@ -110,7 +112,6 @@ def run_variant(variant: Variant, predictor: PosePredictor, data: TargetData, st
 
 def run_in_app(checkpoints: Path, threads: int | None) -> dict[str, Any]:
     """One default /adapt call through gradio_client against a freshly launched app.py (CPU)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from app_latency import start_app
     from gradio_client import Client
 
@@ -174,13 +175,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mine = [r for r in rows if r["variant"] == variant.label]
         medians[variant.label] = {"change_mm": statistics.median(r["change_mm"] for r in mine),
                                   "session_s": statistics.median(r["seconds"] for r in mine),
-                                  "total_s": statistics.median(r["seconds"] + r["data_seconds"] for r in mine)}  # fmt: skip
+                                  "total_s": statistics.median(r["seconds"] + r["data_seconds"] for r in mine),
+                                  "fell": sum(r["change_mm"] < 0 for r in mine)}  # fmt: skip
     print("\n| variant | median change mm | median session s | median data + session s | fell in |")
     print("|---|---|---|---|---|")
+    n = len(args.seeds)
     for label, m in medians.items():
-        fell = sum(r["change_mm"] < 0 for r in rows if r["variant"] == label)
-        n = len(args.seeds)
-        print(f"| {label} | {m['change_mm']:+.2f} | {m['session_s']:.1f} | {m['total_s']:.1f} | {fell} of {n} seeds |")
+        print(f"| {label} | {m['change_mm']:+.2f} | {m['session_s']:.1f} | {m['total_s']:.1f} | {m['fell']} of {n} seeds |")
 
     app = None
     if args.app:
@@ -194,8 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result = {"device": args.device, "app": app, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "rows": rows,
               "medians": medians}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_report(args.out, result)
     return result
 
 

@@ -214,9 +214,8 @@ class SessionSettings:
         start: the G the session adapts (a copy; nothing shipped changes): ``"gs"`` the source-only
             Gs beside the predictor's weights (where the method's adaptation starts), ``"predictor"``
             the predictor's own G (the shipped adapted G by default), ``"auto"`` Gs when it is there
-            and differs from the predictor's G, else the predictor's G. (From the already adapted G a
-            60-step CPU session has little left to gain: its error moved by -0.6 to +2.5 mm over five
-            seeds, against -1.0 to -2.7 mm from Gs; ``benchmarks/adapt_session.py``.)
+            and differs from the predictor's G, else the predictor's G. (Gs is where the method starts;
+            the adapted G has already been through it. ``benchmarks/adapt_session.py`` measures both.)
     """
 
     terms: tuple[str, ...]

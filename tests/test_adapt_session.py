@@ -174,8 +174,7 @@ def test_session_starts_from_gs_beside_the_weights_or_the_predictors_g(predictor
     gs = build_image_encoder(predictor.encoder.config, seed=7)
     save_checkpoint(tmp_path / SOURCE_NAME, {"encoder": gs}, stage="source", config={"model": asdict(gs.config)})
     beside = PosePredictor(predictor.encoder, predictor.pose, predictor.motion, predictor.device, {"image_checkpoint": "tiny"},
-                           predictor.relations)  # fmt: skip
-    beside.checkpoint_dir = tmp_path
+                           predictor.relations, checkpoint_dir=tmp_path)  # fmt: skip
     assert start_options(beside) == ["gs", "predictor"]
     x = torch.from_numpy(data.eval_images).permute(0, 3, 1, 2).float().div(255)
     with torch.no_grad():
