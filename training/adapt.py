@@ -1,6 +1,6 @@
-"""Stage 5: adapt G (from Gs) to unlabelled target clips with the chosen terms; only layer2 trains.
+"""Stage 5: adapt G (from Gs) to unlabelled target clips with the chosen terms (``--trainable`` stages).
 
-python -m training.adapt --out checkpoints/adapted_g.safetensors     # the shipped recipe: lcr,hcr,pose-flip,flip-backward, 300 steps
+python -m training.adapt --out checkpoints/adapted_g.safetensors   # shipped: lcr,hcr,pose-flip,flip-backward, 300 steps
 python -m training.adapt --terms lcr,hcr,pose-flip,flip-backward,slow-backward --out runs/adapt_paper/g.safetensors
 python -m training.adapt --videos ../shared/data/media --terms lcr,pose-flip --out runs/adapt_real/g.safetensors
 torchrun --nproc_per_node 2 -m training.adapt ...
