@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from nlrd.adapt_session import CPU_TERMS
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -128,8 +130,9 @@ def test_adapt_small_session_draws_curves(page, shots: Path) -> None:
     steps.fill("6")
     steps.press("Tab")
     page.get_by_role("button", name="Start adaptation").click()
-    # Live: the per-term loss curves (lcr and pose-flip by default on CPU) and the target-error curve appear.
-    page.wait_for_function(f"() => {{ const d = {_plot_js('adapt-loss-plot')}; return d && d.data && d.data.length === 2; }}")
+    # Live: one loss curve per default CPU term (CPU_TERMS) and the target-error curve appear.
+    n = len(CPU_TERMS)
+    page.wait_for_function(f"() => {{ const d = {_plot_js('adapt-loss-plot')}; return d && d.data && d.data.length === {n}; }}")
     _wait_plot(page, "adapt-error-plot", 1)
     page.locator("#adapt-status").get_by_text("Done").wait_for()
     _wait_plot(page, "adapt-compare-plot", 36)  # 3 frames x (truth, before, after) x 4 traces
