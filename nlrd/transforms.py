@@ -151,17 +151,22 @@ def rotate_images(images: torch.Tensor, theta_deg: torch.Tensor) -> torch.Tensor
     """
     if images.ndim != 4 or theta_deg.shape != (images.shape[0],):
         raise ValueError(f"rotate_images: expected (B, C, H, W) and (B,), got {tuple(images.shape)} and {tuple(theta_deg.shape)}")
-    h, w = images.shape[-2:]
-    t = theta_deg.to(images.dtype) * (math.pi / 180.0)
-    c, s = torch.cos(t), torch.sin(t)
-    ar = w / h
-    # affine_grid maps output coords to input coords in normalised units; the aspect-ratio terms keep
-    # the rotation rigid in pixels. Output pixel p samples input R^-1 p.
-    row0 = torch.stack([c, s / ar, torch.zeros_like(c)], dim=-1)
-    row1 = torch.stack([-s * ar, c, torch.zeros_like(c)], dim=-1)
-    theta = torch.stack([row0, row1], dim=1)
+    theta = rotation_sampling_matrix(theta_deg.to(images.dtype), *images.shape[-2:])[:, :2]
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rotation_sampling_matrix(theta_deg: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, 3, 3) homogeneous map from output to input coordinates (``affine_grid``'s normalised units)
+    of the in-plane rotation :func:`rotate_images` applies, so it can be composed with other warps."""
+    t = theta_deg * (math.pi / 180.0)
+    c, s = torch.cos(t), torch.sin(t)
+    ar = w / h
+    zero, one = torch.zeros_like(c), torch.ones_like(c)
+    # affine_grid maps output coords to input coords in normalised units; the aspect-ratio terms keep
+    # the rotation rigid in pixels. Output pixel p samples input R^-1 p.
+    rows = [torch.stack([c, s / ar, zero], dim=-1), torch.stack([-s * ar, c, zero], dim=-1), torch.stack([zero, zero, one], -1)]
+    return torch.stack(rows, dim=1)
 
 
 def inplane_points2d(points: np.ndarray, theta_deg: float, center: tuple[float, float]) -> np.ndarray:

@@ -250,12 +250,15 @@ def test_source_echo_times_each_factor_with_rendering_in_the_loop(tmp_path: Path
     """Two echo factors on random poses: one row each, renders per second follow batch / echo, bad factors refused."""
     bench = load("source_echo")
     out = tmp_path / "echo.json"
-    bench.main(["--echo", "1", "2", "--batch", "4", "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
-                "--data", str(tmp_path / "none"), "--out", str(out)])  # fmt: skip
+    bench.main(["--echo", "1", "2", "--sizes", "128", "96", "--batch", "4", "--steps", "2", "--warmup", "1", "--repeats", "1",
+                "--threads", "1", "--data", str(tmp_path / "none"), "--out", str(out)])  # fmt: skip
     report = json.loads(out.read_text())
-    assert report["inputs"] == "random poses" and [r["echo"] for r in report["rows"]] == [1, 2]
+    assert report["inputs"] == "random poses"
+    assert [(r["echo"], r["size"]) for r in report["rows"]] == [(1, 128), (1, 96), (2, 128), (2, 96)]
     for r in report["rows"]:
         assert r["steps_per_s"] > 0 and r["fresh_renders_per_s"] == pytest.approx(r["steps_per_s"] * 4 / r["echo"])
     assert report["rows"][0]["speedup"] == 1.0
     with pytest.raises(SystemExit):
         bench.parse_args(["--echo", "3", "--batch", "4"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sizes", "100"])

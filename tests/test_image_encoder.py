@@ -163,6 +163,11 @@ def test_input_and_config_validation() -> None:
     model = _encoder("resnet_small")
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
         model(torch.rand(2, 3, 64, 64))
+    # Progressive-resizing training passes any_size: any square side divisible by 16, nothing else.
+    assert model(torch.rand(2, 3, 48, 48), any_size=True).shape == (2, 32)
+    for shape in ((2, 3, 40, 40), (2, 3, 48, 32)):
+        with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+            model(torch.rand(*shape), any_size=True)
     with pytest.raises(ValueError, match="float"):
         model(torch.zeros(2, 3, _SIZE, _SIZE, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unknown backbone 'resnet101'"):

@@ -311,18 +311,22 @@ class ImageEncoder(nn.Module):
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     nn.init.zeros_(m.last_bn.weight)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Trunk output (the paper's Res-4F): ``(B, 3, H, W)`` in [0, 1] -> ``(B, C, H/16, W/16)``."""
-        self._check_input(x)
+    def features(self, x: torch.Tensor, *, any_size: bool = False) -> torch.Tensor:
+        """Trunk output (the paper's Res-4F): ``(B, 3, H, W)`` in [0, 1] -> ``(B, C, H/16, W/16)``.
+
+        ``any_size`` accepts square images of any side divisible by 16 instead of ``config.image_size``
+        (the low-resolution phase of progressive-resizing training; predictions use the configured size).
+        """
+        self._check_input(x, any_size)
         x = (x - self.pixel_mean) / self.pixel_std
         return self.layer3(self.layer2(self.layer1(self.stem(x))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, any_size: bool = False) -> torch.Tensor:
         """``x (B, 3, H, W)`` float RGB in [0, 1] -> ``z (B, latent_dim)`` in (-latent_scale, latent_scale)."""
-        return self.head(self.features(x))
+        return self.head(self.features(x, any_size=any_size))
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        size = self.config.image_size
+    def _check_input(self, x: torch.Tensor, any_size: bool = False) -> None:
+        size = x.shape[-1] if any_size and x.ndim == 4 and x.shape[-1] % 16 == 0 else self.config.image_size
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size:
             raise ValueError(f"ImageEncoder expects images of shape (B, 3, {size}, {size}), got {tuple(x.shape)}")
         if not x.is_floating_point():

@@ -34,7 +34,7 @@ from nlrd.models.pose_aae import PoseDecoder
 from nlrd.precision import autocast
 from nlrd.stages.common import MOCAP_SOURCES, rotation_z
 from nlrd.trainer import DistInfo, adam, warmup_cosine, wrap_ddp
-from nlrd.transforms import flip_pose, rotate_images
+from nlrd.transforms import flip_pose, rotation_sampling_matrix
 
 RENDER_SOURCES: list[dict[str, str]] = [
     {"name": "Poly Haven HDRIs (target-style backgrounds)", "url": "https://polyhaven.com", "licence": "CC0"},
@@ -60,6 +60,8 @@ class SourceStageConfig:
     crop_shift_jitter: float = 0.06  # so detector boxes at test time need not match render crops exactly
     workers: int = 1  # render processes feeding the loader
     echo: int = 1  # steps each rendered sample is trained on (data echoing); batch / echo fresh renders per step
+    warm_size: int = 0  # progressive resizing: render and train the first warm_fraction of the steps at this
+    warm_fraction: float = 0.0  # side (px, divisible by 16; 0 = off), the rest at the model's image_size
     val_images: int = 256
     seed: int = 0
     steps: int = 6000
@@ -84,36 +86,46 @@ def colour_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch
     return x.clamp(0, 1)
 
 
-def crop_jitter(x: torch.Tensor, scale: float, shift: float, g: torch.Generator) -> torch.Tensor:
-    """Random zoom and shift of each crop (B, 3, H, W), zero fill; the root-relative 3D label is unchanged."""
-    if scale <= 0 and shift <= 0:
-        return x
-    b = x.shape[0]
-    s = (1 + (torch.rand(b, generator=g) * 2 - 1) * scale).to(x)
-    t = ((torch.rand(b, 2, generator=g) * 2 - 1) * 2 * shift).to(x)  # normalised units span 2
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = 1 / s
-    theta[:, 1, 1] = 1 / s
-    theta[:, :, 2] = t
-    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+def crop_sampling_matrix(b: int, scale: float, shift: float, g: torch.Generator) -> torch.Tensor:
+    """(b, 3, 3) random zoom by up to +-``scale`` and shift by up to ``shift`` of the crop side, as a map
+    from output to input coordinates in ``affine_grid``'s normalised units (which span 2)."""
+    s = 1 + (torch.rand(b, generator=g) * 2 - 1) * scale
+    t = (torch.rand(b, 2, generator=g) * 2 - 1) * 2 * shift
+    m = torch.eye(3).repeat(b, 1, 1)
+    m[:, 0, 0] = 1 / s
+    m[:, 1, 1] = 1 / s
+    m[:, :2, 2] = t
+    return m
 
 
 def augment_pair(
     x: torch.Tensor, y: torch.Tensor, cfg: SourceStageConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply the paired augmentations to images (B,3,H,W) in [0,1] and poses (B,J,3) mm."""
+    """Apply the paired augmentations to images (B,3,H,W) in [0,1] and poses (B,J,3) mm.
+
+    Colour jitter, then a random crop zoom/shift (the root-relative 3D label is unchanged), a horizontal
+    flip (pose mirrored) and an in-plane rotation (pose rotated about the optical axis). The three warps
+    are composed into one sampling matrix and applied with a single bilinear ``grid_sample`` (zero
+    fill): the images are resampled once, not once per warp, which is sharper and saves a pass.
+    """
     b = x.shape[0]
     x = colour_jitter(x, cfg.colour_jitter, g)
-    x = crop_jitter(x, cfg.crop_scale_jitter, cfg.crop_shift_jitter, g)
-    flip = (torch.rand(b, generator=g) < cfg.flip_prob).to(x.device)
-    x = torch.where(flip.view(b, 1, 1, 1), torch.flip(x, dims=[-1]), x)
-    y = torch.where(flip.view(b, 1, 1), flip_pose(y), y)
+    crop = cfg.crop_scale_jitter > 0 or cfg.crop_shift_jitter > 0
+    warp = crop or cfg.max_rotation_deg > 0
+    # Output pixel p samples the input at crop @ flip @ rotation @ p (each warp samples the previous one).
+    m = crop_sampling_matrix(b, cfg.crop_scale_jitter, cfg.crop_shift_jitter, g) if crop else torch.eye(3).repeat(b, 1, 1)
+    flip = torch.rand(b, generator=g) < cfg.flip_prob
+    y = torch.where(flip.to(y.device).view(b, 1, 1), flip_pose(y), y)
     if cfg.max_rotation_deg > 0:
-        theta = ((torch.rand(b, generator=g) * 2 - 1) * cfg.max_rotation_deg).to(x)
-        x = rotate_images(x, theta)
-        y = y @ rotation_z(theta).transpose(-1, -2)
-    return x, y
+        theta = (torch.rand(b, generator=g) * 2 - 1) * cfg.max_rotation_deg
+        y = y @ rotation_z(theta.to(y)).transpose(-1, -2)
+    if not warp:
+        return torch.where(flip.to(x.device).view(b, 1, 1, 1), torch.flip(x, dims=[-1]), x), y
+    m[:, 0, 0] = torch.where(flip, -m[:, 0, 0], m[:, 0, 0])  # m @ diag(-1, 1, 1) for the flipped images
+    if cfg.max_rotation_deg > 0:
+        m = m @ rotation_sampling_matrix(theta, *x.shape[-2:])
+    grid = torch.nn.functional.affine_grid(m[:, :2].to(x), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), y
 
 
 class SourceStage:
@@ -144,12 +156,11 @@ class SourceStage:
         self.model_ddp = wrap_ddp(self.model, info, device)
         self.opt = adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=True)
         size = self.model_cfg.image_size
-        # Each rank renders its own stream (seeded by rank); the images differ across ranks like the
-        # shards of one big random batch would.
-        ds = SyntheticPoseDataset(train_poses, cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
-                                  backgrounds=backgrounds)  # fmt: skip
-        self.loader = DataLoader(ds, batch_size=per_rank // cfg.echo, num_workers=cfg.workers,
-                                 persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)  # fmt: skip
+        if cfg.warm_size and (cfg.warm_size % 16 or not 0 < cfg.warm_fraction < 1):
+            raise ValueError(f"warm_size {cfg.warm_size} must divide by 16 and warm_fraction {cfg.warm_fraction} lie in (0, 1)")
+        self._train_poses, self._backgrounds = train_poses, backgrounds
+        self._step = 0  # the step being trained, which picks the render size
+        self.loader = self._make_loader(self._render_size(0))
         self._iter: Iterator | None = None
         self._window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.echo)  # the last rendered chunks
         val = fixed_test_set(val_poses, cfg.style, cfg.val_images, seed=cfg.seed + 77, size=size, backgrounds=backgrounds)
@@ -171,10 +182,31 @@ class SourceStage:
         return {"config": {"model": asdict(self.model_cfg), "stage": asdict(self.cfg)}, "data_sources": sources,
                 "extra": {"pose_checkpoint": self.pose_checkpoint, "style": self.cfg.style}}  # fmt: skip
 
+    def _render_size(self, step: int) -> int:
+        """Side of the training renders at ``step``: ``warm_size`` during the warm phase, else the model's."""
+        if self.cfg.warm_size and step < self.cfg.warm_fraction * self.cfg.steps:
+            return self.cfg.warm_size
+        return self.model_cfg.image_size
+
+    def _make_loader(self, size: int) -> DataLoader:
+        """A render stream of ``size`` px crops. Each rank renders its own stream (seeded by rank): the
+        images differ across ranks like the shards of one big random batch would."""
+        cfg = self.cfg
+        # The warm stream gets its own seed, so the full-size stream after it does not replay its samples.
+        seed = cfg.seed * 1000 + self.info.rank + 7919 * (size != self.model_cfg.image_size)
+        ds = SyntheticPoseDataset(self._train_poses, cfg.style, size=size, seed=seed, backgrounds=self._backgrounds)
+        return DataLoader(ds, batch_size=cfg.batch // self.info.world_size // cfg.echo, num_workers=cfg.workers,
+                          persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)  # fmt: skip
+
     def _lr_scale(self, step: int) -> float:
         return warmup_cosine(step, self.cfg.steps, self.cfg.warmup_steps, self.cfg.lr_final_fraction)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self._render_size(self._step)
+        if size != self.loader.dataset.size:  # type: ignore[attr-defined]
+            # The warm phase ends: a new stream at the model's size (the old one's workers shut down).
+            self.loader, self._iter = self._make_loader(size), None
+            self._window.clear()
         if self._iter is None:
             self._iter = iter(self.loader)
             self._window.extend(next(self._iter) for _ in range(self.cfg.echo - 1))
@@ -190,9 +222,10 @@ class SourceStage:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * self._lr_scale(step)
         self.model.train()
+        self._step = step
         x, y = self.next_batch()
         with autocast(self.device, self.cfg.amp):
-            z = self.model_ddp(x.contiguous(memory_format=torch.channels_last))
+            z = self.model_ddp(x.contiguous(memory_format=torch.channels_last), any_size=bool(self.cfg.warm_size))
         pred = self.decoder(z.float())
         loss = (pred - y).abs().mean()
         self.opt.zero_grad(set_to_none=True)
