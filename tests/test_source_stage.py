@@ -105,17 +105,17 @@ def test_warm_phase_trains_on_smaller_renders_then_on_full_size() -> None:
     """Progressive resizing: the first warm_fraction of the steps render warm_size crops, the rest full size."""
     poses = demo_poses.random_poses(4, np.random.default_rng(0))
     decoder = PosePrior.from_pretrained().decoder
-    model_cfg = ImageEncoderConfig(width=8, head_channels=16, head_hidden=32, image_size=48)
-    cfg = SourceStageConfig(batch=4, steps=4, warm_size=32, warm_fraction=0.5, workers=0, val_images=4)
+    model_cfg = ImageEncoderConfig(width=8, head_channels=16, head_hidden=32, image_size=64)
+    cfg = SourceStageConfig(batch=4, steps=4, warm_size=48, warm_fraction=0.5, workers=0, val_images=4)
     stage = SourceStage(poses, poses, decoder, model_cfg, cfg, torch.device("cpu"), DistInfo())
     sizes = []
     for step in range(4):
         stage._step = step
         sizes.append(stage.next_batch()[0].shape[-1])
         assert np.isfinite(stage.train_step(step)["l1_mm"])
-    assert sizes == [32, 32, 48, 48]
+    assert sizes == [48, 48, 64, 64]
     assert stage.evaluate()["val_mpjpe_mm"] > 0  # validation always runs at the model's own size
-    for bad in ({"warm_size": 24, "warm_fraction": 0.5}, {"warm_size": 32, "warm_fraction": 1.0}):
+    for bad in ({"warm_size": 24, "warm_fraction": 0.5}, {"warm_size": 48, "warm_fraction": 1.0}):
         with pytest.raises(ValueError, match="warm_size"):
             SourceStage(poses, poses, decoder, model_cfg, SourceStageConfig(batch=4, workers=0, val_images=4, **bad),
                         torch.device("cpu"), DistInfo())  # fmt: skip

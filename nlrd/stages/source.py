@@ -230,8 +230,10 @@ class SourceStage:
         loss = (pred - y).abs().mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if torch.isfinite(loss):
-            nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        # A finite loss can still give non-finite gradients (e.g. BatchNorm over 1x1 maps of tiny crops);
+        # skipping that step keeps the weights intact instead of turning them all into NaN.
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        if torch.isfinite(loss) and torch.isfinite(norm):
             self.opt.step()
         with torch.no_grad():
             err = torch.linalg.norm(pred - y, dim=-1).mean().item()
