@@ -101,6 +101,27 @@ def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> 
     return g
 
 
+def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_norm: float | None = None) -> bool:
+    """Step ``opt`` after ``loss.backward()`` only when the loss and its gradients are finite.
+
+    A finite loss can still give non-finite gradients (e.g. BatchNorm over 1x1 maps), and one such
+    step would turn every weight into NaN; skipping it keeps them intact (the Trainer counts and
+    bounds non-finite losses). ``max_norm`` also clips the gradients' global norm. Returns whether
+    the optimiser stepped.
+    """
+    params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    if not torch.isfinite(loss) or not params:
+        return False
+    if max_norm is not None:
+        norm = nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        norm = nn.utils.get_total_norm([p.grad for p in params])
+    if not torch.isfinite(norm):
+        return False
+    opt.step()
+    return True
+
+
 def warmup_cosine(step: int, steps: int, warmup: int = 0, final_fraction: float = 0.05) -> float:
     """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to ``final_fraction``."""
     warm = min(1.0, (step + 1) / max(1, warmup))

@@ -16,7 +16,7 @@ from nlrd.checkpoint import load_checkpoint
 from nlrd.kinematics import relength
 from nlrd.models.pose_aae import PoseAAEConfig
 from nlrd.stages.pose_aae import PoseAAEStage, PoseAAEStageConfig
-from nlrd.trainer import DistInfo, NonFiniteLossError, Trainer, TrainerConfig, init_distributed
+from nlrd.trainer import DistInfo, NonFiniteLossError, Trainer, TrainerConfig, guarded_step, init_distributed
 
 SMALL = PoseAAEConfig(group_width=16, part_width=32, hidden=64, depth=1, disc_hidden=32)
 
@@ -160,3 +160,22 @@ def test_short_pose_aae_run_lowers_the_loss() -> None:
             torch.device("cpu")).fit()  # fmt: skip
     after = stage.evaluate()["val_mpjpe_mm"]
     assert after < 0.8 * before, (before, after)
+
+
+def test_guarded_step_skips_non_finite_losses_and_gradients_and_clips() -> None:
+    """A finite loss with a NaN gradient must leave the weights as they were; a finite one steps and clips."""
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=1.0)
+    loss = (w * torch.tensor([1.0, float("nan"), 0.0])).nan_to_num().sum() + (w[1] * torch.tensor(float("nan"))).nan_to_num()
+    loss.backward()  # the loss is finite, the gradient of w[1] is NaN
+    assert torch.isfinite(loss) and not torch.isfinite(w.grad).all()
+    assert not guarded_step(opt, loss) and torch.equal(w.detach(), torch.ones(3))
+    opt.zero_grad()
+    nan_loss = w.sum() * float("nan")
+    nan_loss.backward()
+    assert not guarded_step(opt, nan_loss) and torch.equal(w.detach(), torch.ones(3))
+    opt.zero_grad()
+    loss = (w * torch.tensor([30.0, 40.0, 0.0])).sum()
+    loss.backward()
+    assert guarded_step(opt, loss, max_norm=5.0)
+    assert torch.allclose(w.detach(), torch.tensor([1 - 3.0, 1 - 4.0, 1.0]))  # gradient (30, 40, 0) clipped to norm 5

@@ -44,7 +44,7 @@ from nlrd.models.relation_net import RelationNet
 from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.source import RENDER_SOURCES, colour_jitter
-from nlrd.trainer import DistInfo, adam, wrap_ddp
+from nlrd.trainer import DistInfo, adam, guarded_step, wrap_ddp
 from nlrd.transforms import MOTION_LENGTH, get_relation
 
 CONTRASTIVE_TERMS = ("lcr", "hcr")
@@ -350,8 +350,7 @@ class AdaptStage:
         opt = self.opts[term]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if torch.isfinite(loss):
-            opt.step()
+        guarded_step(opt, loss)
         return {f"loss/{term}": loss.item()}
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ from nlrd.models.pose_aae import PoseDecoder, PoseEncoder
 from nlrd.precision import autocast
 from nlrd.priors import GaussianLatentPrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, adam, shard, step_generator, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, guarded_step, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import backward
 
 # The motion stage's joint losses on (reconstruction, target) joints in mm, measured in decimetres so that
@@ -143,9 +143,7 @@ class MotionAEStage:
         loss = pose_loss + self.cfg.latent_weight * lat_loss
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if torch.isfinite(loss):
-            nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-            self.opt.step()
+        guarded_step(self.opt, loss, max_norm=5.0)
         mpjpe = torch.linalg.norm(y_rec.detach() - y, dim=-1).mean().item()
         return {"loss": loss.item(), "pose_mse_dm2": pose_loss.item(), "latent_mse": lat_loss.item(), "mpjpe_mm": mpjpe}
 

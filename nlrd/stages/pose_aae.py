@@ -23,7 +23,7 @@ from nlrd.models.pose_aae import LatentCritic, PoseAAEConfig, PoseAutoEncoder, P
 from nlrd.precision import autocast
 from nlrd.skeleton import get_skeleton
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, adam, shard, step_generator, unwrap, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, guarded_step, shard, step_generator, unwrap, warmup_cosine, wrap_ddp
 
 
 @dataclass
@@ -181,8 +181,7 @@ class PoseAAEStage:
             logs["pose_adv"] = padv.item()
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
-        if torch.isfinite(loss):
-            self.opt_ae.step()
+        guarded_step(self.opt_ae, loss)
         logs["loss"] = loss.item()
         return logs, z.detach(), y_prior.detach()
 
@@ -194,16 +193,14 @@ class PoseAAEStage:
         loss = gan_logits_loss(logits[:n], real=True) + gan_logits_loss(logits[n:], real=False)
         self.opt_critic.zero_grad(set_to_none=True)
         loss.backward()
-        if torch.isfinite(loss):
-            self.opt_critic.step()
+        guarded_step(self.opt_critic, loss)
         logs = {"critic": loss.item()}
         if self.pose_critic_ddp is not None and self.opt_pose_critic is not None:
             pl = self.pose_critic_ddp(torch.cat([y_real, y_fake], dim=0))
             ploss = gan_logits_loss(pl[:n], real=True) + gan_logits_loss(pl[n:], real=False)
             self.opt_pose_critic.zero_grad(set_to_none=True)
             ploss.backward()
-            if torch.isfinite(ploss):
-                self.opt_pose_critic.step()
+            guarded_step(self.opt_pose_critic, ploss)
             logs["pose_critic"] = ploss.item()
         return logs
 

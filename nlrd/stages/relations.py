@@ -22,7 +22,7 @@ from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.common import MOCAP_SOURCES, augment_view
-from nlrd.trainer import DistInfo, adam, shard, step_generator, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, guarded_step, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import Relation, get_relation
 
 DEFAULT_RELATIONS = ("pose-flip", "inplane-10", "inplane-25", "inplane-50", "flip+inplane-50",
@@ -107,8 +107,7 @@ class RelationStage:
         loss = ((pred - zc) ** 2).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if torch.isfinite(loss):
-            self.opt.step()
+        guarded_step(self.opt, loss)
         return {"mse": loss.item()}
 
     @torch.no_grad()

@@ -33,7 +33,7 @@ from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_im
 from nlrd.models.pose_aae import PoseDecoder
 from nlrd.precision import autocast
 from nlrd.stages.common import MOCAP_SOURCES, rotation_z
-from nlrd.trainer import DistInfo, adam, warmup_cosine, wrap_ddp
+from nlrd.trainer import DistInfo, adam, guarded_step, warmup_cosine, wrap_ddp
 from nlrd.transforms import flip_pose, rotation_sampling_matrix
 
 RENDER_SOURCES: list[dict[str, str]] = [
@@ -88,10 +88,13 @@ def colour_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch
 
 def crop_sampling_matrix(b: int, scale: float, shift: float, g: torch.Generator) -> torch.Tensor:
     """(b, 3, 3) random zoom by up to +-``scale`` and shift by up to ``shift`` of the crop side, as a map
-    from output to input coordinates in ``affine_grid``'s normalised units (which span 2)."""
+    from output to input coordinates in ``affine_grid``'s normalised units (which span 2). With both
+    zero it is the identity and draws nothing from ``g``."""
+    m = torch.eye(3).repeat(b, 1, 1)
+    if scale <= 0 and shift <= 0:
+        return m
     s = 1 + (torch.rand(b, generator=g) * 2 - 1) * scale
     t = (torch.rand(b, 2, generator=g) * 2 - 1) * 2 * shift
-    m = torch.eye(3).repeat(b, 1, 1)
     m[:, 0, 0] = 1 / s
     m[:, 1, 1] = 1 / s
     m[:, :2, 2] = t
@@ -110,10 +113,9 @@ def augment_pair(
     """
     b = x.shape[0]
     x = colour_jitter(x, cfg.colour_jitter, g)
-    crop = cfg.crop_scale_jitter > 0 or cfg.crop_shift_jitter > 0
-    warp = crop or cfg.max_rotation_deg > 0
+    warp = cfg.crop_scale_jitter > 0 or cfg.crop_shift_jitter > 0 or cfg.max_rotation_deg > 0
     # Output pixel p samples the input at crop @ flip @ rotation @ p (each warp samples the previous one).
-    m = crop_sampling_matrix(b, cfg.crop_scale_jitter, cfg.crop_shift_jitter, g) if crop else torch.eye(3).repeat(b, 1, 1)
+    m = crop_sampling_matrix(b, cfg.crop_scale_jitter, cfg.crop_shift_jitter, g)
     flip = torch.rand(b, generator=g) < cfg.flip_prob
     y = torch.where(flip.to(y.device).view(b, 1, 1), flip_pose(y), y)
     if cfg.max_rotation_deg > 0:
@@ -159,6 +161,7 @@ class SourceStage:
         if cfg.warm_size and (cfg.warm_size % 16 or not 0 < cfg.warm_fraction < 1):
             raise ValueError(f"warm_size {cfg.warm_size} must divide by 16 and warm_fraction {cfg.warm_fraction} lie in (0, 1)")
         self._train_poses, self._backgrounds = train_poses, backgrounds
+        self._chunk = per_rank // cfg.echo  # fresh renders per step and process
         self._step = 0  # the step being trained, which picks the render size
         self.loader = self._make_loader(self._render_size(0))
         self._iter: Iterator | None = None
@@ -195,7 +198,7 @@ class SourceStage:
         # The warm stream gets its own seed, so the full-size stream after it does not replay its samples.
         seed = cfg.seed * 1000 + self.info.rank + 7919 * (size != self.model_cfg.image_size)
         ds = SyntheticPoseDataset(self._train_poses, cfg.style, size=size, seed=seed, backgrounds=self._backgrounds)
-        return DataLoader(ds, batch_size=cfg.batch // self.info.world_size // cfg.echo, num_workers=cfg.workers,
+        return DataLoader(ds, batch_size=self._chunk, num_workers=cfg.workers,
                           persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)  # fmt: skip
 
     def _lr_scale(self, step: int) -> float:
@@ -230,11 +233,7 @@ class SourceStage:
         loss = (pred - y).abs().mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        # A finite loss can still give non-finite gradients (e.g. BatchNorm over 1x1 maps of tiny crops);
-        # skipping that step keeps the weights intact instead of turning them all into NaN.
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-        if torch.isfinite(loss) and torch.isfinite(norm):
-            self.opt.step()
+        guarded_step(self.opt, loss, max_norm=10.0)
         with torch.no_grad():
             err = torch.linalg.norm(pred - y, dim=-1).mean().item()
         return {"l1_mm": loss.item(), "mpjpe_mm": err}
