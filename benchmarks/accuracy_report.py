@@ -109,8 +109,15 @@ def section_source(results: dict[str, Any]) -> tuple[str, dict[str, Any] | None]
     ]  # fmt: skip
     text = table(["Gs on", "MPJPE (mm)", "PA-MPJPE (mm)", "PCK@150", "AUC"], rows)
     text += f"\n\nDomain gap (target / source MPJPE): {fmt(src.get('domain_gap_ratio'), 'ratio')}"
+    flip_src, flip_tgt = src.get("source_test_mpjpe_mm_flip_test"), src.get("target_test_mpjpe_mm_flip_test")
+    if flip_src is not None:  # results written before the flip test was measured lack it
+        text += (
+            f"\n\nWith the flip test (mean with the mirrored crop's mirrored pose), MPJPE: source-test "
+            f"{fmt(flip_src)}, target-test {fmt(flip_tgt)} mm"
+        )
     keys = ("source_test_mpjpe_mm", "source_test_pa_mpjpe_mm", "target_test_mpjpe_mm", "target_test_pa_mpjpe_mm",
-            "target_test_pck150", "target_test_auc", "domain_gap_ratio")  # fmt: skip
+            "target_test_pck150", "target_test_auc", "domain_gap_ratio", "source_test_mpjpe_mm_flip_test",
+            "target_test_mpjpe_mm_flip_test")  # fmt: skip
     return text, {k: src.get(k) for k in keys}
 
 

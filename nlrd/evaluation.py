@@ -30,6 +30,7 @@ from nlrd.priors import MotionPrior, PosePrior
 from nlrd.skeleton import H36M_17, Skeleton
 from nlrd.stages.common import augment_view
 from nlrd.stages.pose_aae import ks_to_uniform
+from nlrd.transforms import flip_pose
 
 
 def joint_angles(joints: np.ndarray, skeleton: Skeleton = H36M_17) -> np.ndarray:
@@ -102,10 +103,20 @@ def evaluate_pose_prior(prior: PosePrior, train: np.ndarray, test: np.ndarray, *
 
 @torch.no_grad()
 def predict_joints(encoder: torch.nn.Module, decoder: torch.nn.Module, images: np.ndarray, batch: int = 128,
-                   device: torch.device | str = "cpu") -> np.ndarray:  # fmt: skip
-    """Dp(G(x)) for uint8 images (N, H, W, 3) -> joints (N, J, 3) mm, in full precision (eval mode, batched)."""
+                   device: torch.device | str = "cpu", flip_test: bool = False) -> np.ndarray:  # fmt: skip
+    """Dp(G(x)) for uint8 images (N, H, W, 3) -> joints (N, J, 3) mm, in full precision (eval mode, batched).
+
+    ``flip_test`` also predicts the mirrored images, mirrors those poses back (the pose-flip relation)
+    and returns the mean of the two, as ``PosePredictor``'s flip test does.
+    """
     decoder.eval()
-    return decoder(encode_images(encoder, images, torch.device(device), amp=False, batch=batch)).cpu().numpy()
+
+    def joints_of(x: np.ndarray) -> np.ndarray:
+        return decoder(encode_images(encoder, x, torch.device(device), amp=False, batch=batch)).cpu().numpy()
+
+    if not flip_test:
+        return joints_of(images)
+    return (joints_of(images) + flip_pose(joints_of(np.ascontiguousarray(images[:, :, ::-1])))) / 2
 
 
 def pose_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:

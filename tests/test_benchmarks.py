@@ -57,7 +57,7 @@ FULL_RESULTS: dict[str, Any] = {
     "source": {"source_test_mpjpe_mm": 91.1, "source_test_pa_mpjpe_mm": 68.2, "target_test_mpjpe_mm": 144.8,
                "target_test_pa_mpjpe_mm": 92.9, "target_test_pck150": 0.654, "target_test_auc": 0.376,
                "domain_gap_ratio": 1.59, "oracle_target_test_mpjpe_mm": 125.8, "oracle_target_test_pa_mpjpe_mm": 85.5,
-               "oracle_gain_vs_gs": 0.131},
+               "oracle_gain_vs_gs": 0.131, "source_test_mpjpe_mm_flip_test": 78.8, "target_test_mpjpe_mm_flip_test": 133.5},
     "relations": {"nonlocalness": {"pose-flip": 3.59, "inplane-10": 1.46, "flip-backward": None}},
     "adapt": {"rows": [{"name": "lcr", "terms": ["lcr"], "mpjpe_mm": 139.0, "pa_mpjpe_mm": 90.0, "pck150": 0.67, "auc": 0.38},
                        {"name": "all", "terms": ["lcr", "hcr", "pose-flip"], "mpjpe_mm": 131.0, "pa_mpjpe_mm": None,
@@ -73,6 +73,7 @@ def test_every_section_renders_from_full_results(accuracy: ModuleType) -> None:
     assert "| pose prior: test MPJPE (mm) | 17.6 |" in md
     assert "| lcr | lcr | 139.0 | 90.0 | 0.670 | 0.380 |" in md
     assert "| all | lcr, hcr, pose-flip | 131.0 | n/a |" in md  # a missing number is n/a, not a crash
+    assert "MPJPE: source-test 78.8, target-test 133.5 mm" in md
     assert "oracle (target labels, reference)" in md and "Gs (no adaptation, reference)" in md
     assert md.index("| inplane-10 |") < md.index("| pose-flip |") < md.index("| flip-backward | n/a |")
     assert [r["name"] for r in numbers["ablation"]["rows"]] == ["lcr", "all"]

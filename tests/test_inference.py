@@ -239,3 +239,21 @@ def test_person_found_in_the_real_exercise_videos(predictor: PosePredictor, data
     after_title_card = slice(7, None)  # a red wipe covers frames 0-6
     assert res.valid[after_title_card].mean() >= 0.9
     assert res.boxes.max() > 700  # reported in the video's 1280 x 720 pixels, not the decoded 640 x 360
+
+
+def test_flip_test_evaluation_is_mirror_equivariant() -> None:
+    """predict_joints(flip_test=True) of mirrored crops is the mirrored flip-test pose of the originals
+    (the average of a prediction and its mirror is exactly mirror-symmetric), and differs from a single pass."""
+    from nlrd.evaluation import predict_joints
+    from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
+    from nlrd.priors import PosePrior
+    from nlrd.transforms import flip_pose
+
+    encoder = build_image_encoder(ImageEncoderConfig(image_size=32, width=8, head_channels=16, head_hidden=32), seed=0).eval()
+    decoder = PosePrior.from_pretrained().decoder
+    crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    both = predict_joints(encoder, decoder, crops, flip_test=True)
+    mirrored = predict_joints(encoder, decoder, np.ascontiguousarray(crops[:, :, ::-1]), flip_test=True)
+    np.testing.assert_allclose(mirrored, flip_pose(both), atol=1e-3)
+    single = predict_joints(encoder, decoder, crops)
+    assert both.shape == single.shape == (3, 17, 3) and np.abs(both - single).max() > 1e-3
