@@ -106,17 +106,24 @@ def predict_joints(encoder: torch.nn.Module, decoder: torch.nn.Module, images: n
                    device: torch.device | str = "cpu", flip_test: bool = False) -> np.ndarray:  # fmt: skip
     """Dp(G(x)) for uint8 images (N, H, W, 3) -> joints (N, J, 3) mm, in full precision (eval mode, batched).
 
-    ``flip_test`` also predicts the mirrored images, mirrors those poses back (the pose-flip relation)
-    and returns the mean of the two, as ``PosePredictor``'s flip test does.
+    ``flip_test`` returns the flip-test pose instead (see :func:`predict_joints_and_flip_test`).
     """
+    if flip_test:
+        return predict_joints_and_flip_test(encoder, decoder, images, batch, device)[1]
     decoder.eval()
+    return decoder(encode_images(encoder, images, torch.device(device), amp=False, batch=batch)).cpu().numpy()
 
-    def joints_of(x: np.ndarray) -> np.ndarray:
-        return decoder(encode_images(encoder, x, torch.device(device), amp=False, batch=batch)).cpu().numpy()
 
-    if not flip_test:
-        return joints_of(images)
-    return (joints_of(images) + flip_pose(joints_of(np.ascontiguousarray(images[:, :, ::-1])))) / 2
+def predict_joints_and_flip_test(encoder: torch.nn.Module, decoder: torch.nn.Module, images: np.ndarray, batch: int = 128,
+                                 device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(plain, flip-test) joints (N, J, 3) mm for uint8 images (N, H, W, 3), sharing the plain pass.
+
+    The flip test also predicts the mirrored images, mirrors those poses back (the pose-flip relation)
+    and averages them with the plain ones, as ``PosePredictor``'s flip test does.
+    """
+    plain = predict_joints(encoder, decoder, images, batch, device)
+    mirrored = predict_joints(encoder, decoder, np.ascontiguousarray(images[:, :, ::-1]), batch, device)
+    return plain, (plain + flip_pose(mirrored)) / 2
 
 
 def pose_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:

@@ -64,25 +64,25 @@ def _load_encoder(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 def eval_source(args: argparse.Namespace) -> dict[str, Any]:
     from nlrd.data.testsets import load_test_set
-    from nlrd.evaluation import pose_errors, predict_joints
+    from nlrd.evaluation import pose_errors, predict_joints, predict_joints_and_flip_test
+    from nlrd.metrics import mpjpe
 
     ckdir = Path(args.checkpoints)
     pose = _pose_prior(args.checkpoints)
     gs, meta = _load_encoder(ckdir / "source_gs.safetensors")
     src = load_test_set("source_test", args.data, args.data_root)
     tgt = load_test_set("target_test", args.data, args.data_root)
-    e_src = pose_errors(predict_joints(gs, pose.decoder, src["images"]), src["joints3d"])
-    e_tgt = pose_errors(predict_joints(gs, pose.decoder, tgt["images"]), tgt["joints3d"])
+    # Plain and flip-test predictions (mean with the mirrored image's mirrored pose; 2x G's time).
+    src_plain, src_flip = predict_joints_and_flip_test(gs, pose.decoder, src["images"])
+    tgt_plain, tgt_flip = predict_joints_and_flip_test(gs, pose.decoder, tgt["images"])
+    e_src, e_tgt = pose_errors(src_plain, src["joints3d"]), pose_errors(tgt_plain, tgt["joints3d"])
     out: dict[str, Any] = {
         "source_test_mpjpe_mm": e_src["mpjpe_mm"], "source_test_pa_mpjpe_mm": e_src["pa_mpjpe_mm"],
         "target_test_mpjpe_mm": e_tgt["mpjpe_mm"], "target_test_pa_mpjpe_mm": e_tgt["pa_mpjpe_mm"],
         "target_test_pck150": e_tgt["pck150"], "target_test_auc": e_tgt["auc"],
         "domain_gap_ratio": e_tgt["mpjpe_mm"] / e_src["mpjpe_mm"],
-        # The same with the flip test (mean with the mirrored image's mirrored pose; 2x G's time).
-        "source_test_mpjpe_mm_flip_test": pose_errors(predict_joints(gs, pose.decoder, src["images"], flip_test=True),
-                                                      src["joints3d"])["mpjpe_mm"],
-        "target_test_mpjpe_mm_flip_test": pose_errors(predict_joints(gs, pose.decoder, tgt["images"], flip_test=True),
-                                                      tgt["joints3d"])["mpjpe_mm"],
+        "source_test_mpjpe_mm_flip_test": float(mpjpe(src_flip, src["joints3d"])),
+        "target_test_mpjpe_mm_flip_test": float(mpjpe(tgt_flip, tgt["joints3d"])),
         "train_seconds": meta.get("metrics", {}).get("train_seconds"), "train_steps": meta.get("metrics", {}).get("train_steps"),
     }  # fmt: skip
     oracle_path = ckdir / "oracle.safetensors"
