@@ -44,7 +44,7 @@ def test_short_source_run_fits_a_fixed_batch() -> None:
     model_cfg = ImageEncoderConfig(width=8, head_channels=16, head_hidden=32, image_size=64)
     stage = SourceStage(poses, poses, decoder, model_cfg, cfg, torch.device("cpu"), DistInfo())
     batch = (stage.val_x, torch.from_numpy(stage.val_y))
-    stage.next_batch = lambda: batch  # type: ignore[method-assign]
+    stage.next_batch = lambda step=0: batch  # type: ignore[method-assign]
     result = Trainer(stage, TrainerConfig(steps=60, log_every=10, val_every=0, ckpt_every=0, progress=False, out="unused"),
                      DistInfo(), torch.device("cpu")).fit()  # fmt: skip
     first, last = result.history[0]["l1_mm"], result.history[-1]["l1_mm"]
@@ -110,8 +110,7 @@ def test_warm_phase_trains_on_smaller_renders_then_on_full_size() -> None:
     stage = SourceStage(poses, poses, decoder, model_cfg, cfg, torch.device("cpu"), DistInfo())
     sizes = []
     for step in range(4):
-        stage._step = step
-        sizes.append(stage.next_batch()[0].shape[-1])
+        sizes.append(stage.next_batch(step)[0].shape[-1])
         assert np.isfinite(stage.train_step(step)["l1_mm"])
     assert sizes == [48, 48, 64, 64]
     assert stage.evaluate()["val_mpjpe_mm"] > 0  # validation always runs at the model's own size

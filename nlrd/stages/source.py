@@ -162,7 +162,6 @@ class SourceStage:
             raise ValueError(f"warm_size {cfg.warm_size} must divide by 16 and warm_fraction {cfg.warm_fraction} lie in (0, 1)")
         self._train_poses, self._backgrounds = train_poses, backgrounds
         self._chunk = per_rank // cfg.echo  # fresh renders per step and process
-        self._step = 0  # the step being trained, which picks the render size
         self.loader = self._make_loader(self._render_size(0))
         self._iter: Iterator | None = None
         self._window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.echo)  # the last rendered chunks
@@ -204,8 +203,10 @@ class SourceStage:
     def _lr_scale(self, step: int) -> float:
         return warmup_cosine(step, self.cfg.steps, self.cfg.warmup_steps, self.cfg.lr_final_fraction)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        size = self._render_size(self._step)
+    def next_batch(self, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented batch for ``step``, which picks the render size S: images (B, 3, S, S) in [0, 1]
+        and poses (B, J, 3) mm."""
+        size = self._render_size(step)
         if size != self.loader.dataset.size:  # type: ignore[attr-defined]
             # The warm phase ends: a new stream at the model's size (the old one's workers shut down).
             self.loader, self._iter = self._make_loader(size), None
@@ -225,8 +226,7 @@ class SourceStage:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * self._lr_scale(step)
         self.model.train()
-        self._step = step
-        x, y = self.next_batch()
+        x, y = self.next_batch(step)
         with autocast(self.device, self.cfg.amp):
             z = self.model_ddp(x.contiguous(memory_format=torch.channels_last), any_size=bool(self.cfg.warm_size))
         pred = self.decoder(z.float())
