@@ -3,6 +3,7 @@
 python -m training.train_relations --out-dir checkpoints/relations
 python -m training.train_relations --relations pose-flip,flip-backward --steps 1000
 python -m training.train_relations --steps 1500 --motion-steps 1000   # the pipeline's recipe
+python -m training.train_relations --relations flip-backward --steps 8000 --stage-bank 262144   # encode pairs once
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--relations", default=",".join(DEFAULT_RELATIONS), help="comma list of registered relations")
     p.add_argument("--out-dir", default="checkpoints/relations")
     # A motion relation's step costs about eight pose steps (the frozen priors encode 2 x batch
-    # windows), and its network is within a few percent of its final error after 1,000 steps.
+    # windows). --stage-bank N encodes N pairs once instead, which makes each step an MLP step; for
+    # flip-backward, 8,000 steps on 262,144 pairs reach a lower held-out error in less time than 400 fresh steps.
     p.add_argument("--motion-steps", type=int, default=None, help="steps of the motion relations (default: --steps)")
     p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
         tcfg = trainer_config(args, f"relations/{name}", steps=steps, run_dir=run_dir)
         trainer = Trainer(stage, tcfg, info, device)
         result = trainer.fit()
+        result.seconds += stage.bank_seconds  # encoding the latent-pair bank is part of training
         result.final_metrics["nonlocalness"] = nonlocalness(name, te, pose, motion)
         trainer.save_final(out_dir / f"{name}.safetensors", result)
         report[name] = {k: round(v, 4) for k, v in result.final_metrics.items() if k != "step"}

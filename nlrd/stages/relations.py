@@ -11,6 +11,7 @@ motion relations) - how far apart in the latent space the two sides of a relatio
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,6 +40,10 @@ class RelationStageConfig:
     seed: int = 0
     steps: int = 1500
     val_items: int = 1024
+    # > 0: encode this many (anchor, counterpart) latent pairs once, from seeded draws of items and
+    # views, and train on them. A motion relation's step is almost all the frozen priors encoding
+    # 2 x batch windows, so a bank buys many more network steps for the same time. 0: fresh pairs per step.
+    bank: int = 0
     amp: bool = True  # bf16 autocast for the frozen priors' training-time targets where the hardware is fast at it
 
 
@@ -75,6 +80,26 @@ class RelationStage:
         self.net = RelationNet(self.model_cfg).to(device)
         self.net_ddp = wrap_ddp(self.net, info, device)
         self.opt = adam(self.net.parameters(), lr=cfg.lr)
+        t0 = time.perf_counter()
+        self.bank = self._build_bank(cfg.bank) if cfg.bank > 0 else None
+        self.bank_seconds = time.perf_counter() - t0  # part of the training time: callers add it
+
+    @torch.no_grad()
+    def _build_bank(self, n: int, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anchor (n, D), counterpart (n, D)) latents of n seeded draws of a training item and a view.
+
+        Every rank draws the same bank (same seed), so a distributed run sees the same pairs.
+        """
+        g = torch.Generator().manual_seed(self.cfg.seed + 7919)
+        za_all, zc_all = [], []
+        for start in range(0, n, chunk):
+            idx = torch.randint(len(self.train), (min(chunk, n - start),), generator=g)
+            items = augment_view(self.train[idx], g, flip_prob=0.5).to(self.device)
+            with autocast(self.device, self.cfg.amp):
+                za, zc = latent_pairs(self.rel, items, self.pose, self.motion)
+            za_all.append(za.float())
+            zc_all.append(zc.float())
+        return torch.cat(za_all), torch.cat(zc_all)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -98,11 +123,16 @@ class RelationStage:
     def train_step(self, step: int) -> dict[str, float]:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * warmup_cosine(step, self.cfg.steps, 0, self.cfg.lr_final_fraction)
-        with autocast(self.device, self.cfg.amp):
-            # Most of a motion relation's step is the frozen priors encoding 2 x 256 windows; bf16
-            # rounds the targets far below the networks' errors. Validation stays fp32.
-            za, zc = latent_pairs(self.rel, self.sample_batch(step), self.pose, self.motion)
-        za, zc = za.float(), zc.float()
+        if self.bank is not None:
+            g = step_generator(self.cfg.seed, step)
+            idx = torch.randint(len(self.bank[0]), (self.cfg.batch,), generator=g)[shard(self.cfg.batch, self.info)]
+            za, zc = self.bank[0][idx.to(self.bank[0].device)], self.bank[1][idx.to(self.bank[1].device)]
+        else:
+            with autocast(self.device, self.cfg.amp):
+                # Most of a motion relation's step is the frozen priors encoding 2 x 256 windows; bf16
+                # rounds the targets far below the networks' errors. Validation stays fp32.
+                za, zc = latent_pairs(self.rel, self.sample_batch(step), self.pose, self.motion)
+            za, zc = za.float(), zc.float()
         pred = self.net_ddp(za)
         loss = ((pred - zc) ** 2).mean()
         self.opt.zero_grad(set_to_none=True)
