@@ -26,6 +26,8 @@ from nlrd.stages.common import MOCAP_SOURCES, augment_view
 from nlrd.trainer import DistInfo, adam, guarded_step, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import Relation, get_relation
 
+BANK_SEED_OFFSET = 7919  # the bank's draws use their own stream, apart from the per-step batches
+
 DEFAULT_RELATIONS = ("pose-flip", "inplane-10", "inplane-25", "inplane-50", "flip+inplane-50",
                      "flip-backward", "slow-backward", "flip+inplane-50-backward")  # fmt: skip
 
@@ -90,11 +92,10 @@ class RelationStage:
 
         Every rank draws the same bank (same seed), so a distributed run sees the same pairs.
         """
-        g = torch.Generator().manual_seed(self.cfg.seed + 7919)
+        g = torch.Generator().manual_seed(self.cfg.seed + BANK_SEED_OFFSET)
         za_all, zc_all = [], []
         for start in range(0, n, chunk):
-            idx = torch.randint(len(self.train), (min(chunk, n - start),), generator=g)
-            items = augment_view(self.train[idx], g, flip_prob=0.5).to(self.device)
+            items = self._draw_items(g, min(chunk, n - start)).to(self.device)
             with autocast(self.device, self.cfg.amp):
                 za, zc = latent_pairs(self.rel, items, self.pose, self.motion)
             za_all.append(za.float())
@@ -114,10 +115,12 @@ class RelationStage:
         return {"config": {"model": asdict(self.model_cfg), "stage": asdict(self.cfg), "relation": self.rel.name,
                            "order": self.rel.order}, "data_sources": MOCAP_SOURCES}  # fmt: skip
 
+    def _draw_items(self, g: torch.Generator, n: int) -> torch.Tensor:
+        """n training items (poses (n, J, 3) or windows (n, T, J, 3), mm), each seen from a random view."""
+        return augment_view(self.train[torch.randint(len(self.train), (n,), generator=g)], g, flip_prob=0.5)
+
     def sample_batch(self, step: int) -> torch.Tensor:
-        g = step_generator(self.cfg.seed, step)
-        idx = torch.randint(len(self.train), (self.cfg.batch,), generator=g)
-        items = augment_view(self.train[idx], g, flip_prob=0.5)
+        items = self._draw_items(step_generator(self.cfg.seed, step), self.cfg.batch)
         return items[shard(self.cfg.batch, self.info)].to(self.device)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -125,8 +128,9 @@ class RelationStage:
             group["lr"] = self.cfg.lr * warmup_cosine(step, self.cfg.steps, 0, self.cfg.lr_final_fraction)
         if self.bank is not None:
             g = step_generator(self.cfg.seed, step)
-            idx = torch.randint(len(self.bank[0]), (self.cfg.batch,), generator=g)[shard(self.cfg.batch, self.info)]
-            za, zc = self.bank[0][idx.to(self.bank[0].device)], self.bank[1][idx.to(self.bank[1].device)]
+            bank_a, bank_c = self.bank
+            idx = torch.randint(len(bank_a), (self.cfg.batch,), generator=g)[shard(self.cfg.batch, self.info)].to(bank_a.device)
+            za, zc = bank_a[idx], bank_c[idx]
         else:
             with autocast(self.device, self.cfg.amp):
                 # Most of a motion relation's step is the frozen priors encoding 2 x 256 windows; bf16
