@@ -42,27 +42,10 @@ from nlrd.inference import load_image_encoder
 from nlrd.metrics import mpjpe
 from nlrd.models.image_encoder import encode_images
 from nlrd.priors import MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior
-from nlrd.transforms import flip_image, flip_pose, inplane_image, inplane_pose
+from nlrd.transforms import ensemble_views
 
 MODELS: tuple[tuple[str, str], ...] = (("Gs", "source_gs"), ("adapted G", "adapted_g"), ("oracle", "oracle"))
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 images (N, H, W, 3) -> joints (N, 17, 3) mm
-
-
-def ensemble_views(angles: tuple[float, ...] = (10.0, -10.0)) -> list[tuple[str, Callable, Callable]]:
-    """The ensemble's views as (name, image map, pose map back): the identity, the mirror, and each
-    in-plane rotation with and without the mirror. A view's pose map back sends the pose a model
-    predicts for the mapped image to the pose of the original image (the inverse of the relation's
-    pose-side map), so a model that obeys the relations exactly predicts the same pose from every view."""
-    views: list[tuple[str, Callable, Callable]] = [
-        ("identity", lambda x: x, lambda p: p),
-        ("flip", flip_image, flip_pose),
-    ]
-    for a in angles:
-        views.append((f"inplane{a:+g}", lambda x, a=a: inplane_image(x, a), lambda p, a=a: inplane_pose(p, -a)))
-        # Image: mirror, then rotate (flip+inplane); pose: undo the rotation, then the mirror.
-        views.append((f"flip+inplane{a:+g}", lambda x, a=a: inplane_image(flip_image(x), a),
-                      lambda p, a=a: flip_pose(inplane_pose(p, -a))))  # fmt: skip
-    return views
 
 
 def view_predictions(predict: Predict, images: np.ndarray, views: list[tuple[str, Callable, Callable]]) -> dict[str, np.ndarray]:

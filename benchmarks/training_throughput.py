@@ -222,12 +222,12 @@ def build_adapt(ctx: Context) -> list[Bench]:
     from nlrd.inference import load_image_encoder
     from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
     from nlrd.models.relation_net import RelationNet, RelationNetConfig
-    from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+    from nlrd.stages.adapt import OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
     from nlrd.transforms import MOTION_LENGTH, get_relation
 
     pose, motion, prior_note = ctx.priors()
     cfg = AdaptStageConfig(workers=0)
-    relation_terms = [t for t in cfg.terms if t not in CONTRASTIVE_TERMS]
+    relation_terms = [t for t in cfg.terms if t not in OWN_TERMS]
     folder = ctx.checkpoints / "relations"
     shipped = [t for t in relation_terms if (folder / f"{t}.safetensors").is_file()]
     bank = RelationBank.load(folder, shipped, ctx.device)

@@ -55,7 +55,7 @@ from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.models.image_encoder import ImageEncoder
 from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MotionPrior, PosePrior
-from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.stages.adapt import CONTRASTIVE_TERMS, OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
 from nlrd.trainer import DistInfo
 from nlrd.transforms import RELATIONS, get_relation
 
@@ -346,7 +346,7 @@ def _relation_bank(predictor: PosePredictor, names: Sequence[str], device: torch
     for name in names:
         if name not in predictor.relations:
             loaded = sorted(predictor.relations)
-            raise ValueError(f"no relation network for {name!r} is loaded; terms: {list(CONTRASTIVE_TERMS)} and {loaded}")
+            raise ValueError(f"no relation network for {name!r} is loaded; terms: {list(OWN_TERMS)} and {loaded}")
         get_relation(name)  # a known relation (its order and window are needed)
         net = copy.deepcopy(predictor.relations[name]).to(device).eval()
         for p in net.parameters():
@@ -378,11 +378,11 @@ class AdaptSession:
         self.cancel_event = cancel if cancel is not None else threading.Event()
         self.stopped = threading.Event()  # set once run() has stopped training (finished, cancelled or failed)
         self._lock = threading.RLock()
-        unknown = [t for t in self.settings.terms if t not in CONTRASTIVE_TERMS and t not in RELATIONS]
+        unknown = [t for t in self.settings.terms if t not in OWN_TERMS and t not in RELATIONS]
         if unknown:
             raise ValueError(f"unknown adaptation terms {unknown}; choose from {available_terms(predictor)}")
         pose, motion = _priors_on(predictor, self.device)
-        relations = _relation_bank(predictor, [t for t in self.settings.terms if t not in CONTRASTIVE_TERMS], self.device)
+        relations = _relation_bank(predictor, [t for t in self.settings.terms if t not in OWN_TERMS], self.device)
         recipe = AdaptStageConfig()
         lrs: dict[str, float] = {}
         if self.settings.lr is not None:

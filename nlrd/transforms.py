@@ -177,6 +177,24 @@ def inplane_points2d(points: np.ndarray, theta_deg: float, center: tuple[float, 
     return out + np.asarray(center)
 
 
+def ensemble_views(angles: tuple[float, ...] = (10.0, -10.0)) -> list[tuple[str, Callable, Callable]]:
+    """The views of a relation ensemble as (name, image map, pose map back): the identity, the mirror, and
+    each in-plane rotation by ``angles`` (degrees) with and without the mirror.
+
+    The image map takes numpy (..., H, W, C) or torch (..., C, H, W) images; the pose map back takes the
+    pose (..., J, 3) mm a model predicts for the mapped image to the pose of the original image (the
+    exact inverse of the relation's pose map), so a model that obeys the relations exactly predicts the
+    same pose from every view, and the mean over views is the relation-consistent test-time ensemble.
+    """
+    views: list[tuple[str, Callable, Callable]] = [("identity", lambda x: x, lambda p: p), ("flip", flip_image, flip_pose)]
+    for a in angles:
+        views.append((f"inplane{a:+g}", lambda x, a=a: inplane_image(x, a), lambda p, a=a: inplane_pose(p, -a)))
+        # Image: mirror, then rotate (the flip+inplane relation); pose: undo the rotation, then the mirror.
+        views.append((f"flip+inplane{a:+g}", lambda x, a=a: inplane_image(flip_image(x), a),
+                      lambda p, a=a: flip_pose(inplane_pose(p, -a))))  # fmt: skip
+    return views
+
+
 # ----------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Relation:

@@ -13,6 +13,7 @@ from nlrd.transforms import (
     RELATIONS,
     azimuth_pose,
     backward,
+    ensemble_views,
     flip_image,
     flip_pose,
     get_relation,
@@ -151,3 +152,41 @@ def test_flip_backward_pose_side_matches_definition() -> None:
     np.testing.assert_array_equal(c, flip_pose(seq)[::-1])
     a, c = get_relation("slow-backward").pose_pair(poses(60, seed=9))
     assert a.shape == (30, 17, 3)
+
+
+# ----------------------------------------------------------------------------- relation ensembles
+def _centroid_model(images: np.ndarray) -> np.ndarray:
+    """A model that obeys every relation exactly: all 17 joints at the image's intensity centroid (x right,
+    y down, in pixels from the centre, depth 0), so mirroring or rotating the image moves its pose the
+    same way the pose-side maps do."""
+    w = images.astype(np.float64).sum(-1)  # (N, H, W)
+    h, wd = w.shape[1:]
+    ys, xs = np.mgrid[0:h, 0:wd]
+    cx = (w * (xs - (wd - 1) / 2)).sum((1, 2)) / w.sum((1, 2))
+    cy = (w * (ys - (h - 1) / 2)).sum((1, 2)) / w.sum((1, 2))
+    joint = np.stack([cx, cy, np.zeros_like(cx)], -1)
+    return np.repeat(joint[:, None], 17, axis=1).astype(np.float32)
+
+
+def test_ensemble_views_map_each_prediction_back_to_the_original_image() -> None:
+    images = np.zeros((2, 64, 64, 3), np.uint8)
+    images[0, 14:22, 40:48] = 255  # off-centre blobs: a wrong rotation sign or flip order moves them by pixels
+    images[1, 40:46, 16:26] = 200
+    views = ensemble_views((10.0, -10.0))
+    assert [v[0] for v in views] == ["identity", "flip", "inplane+10", "flip+inplane+10", "inplane-10", "flip+inplane-10"]
+    per_view = {name: back(_centroid_model(image_fn(images))) for name, image_fn, back in views}
+    plain = per_view["identity"]
+    assert np.abs(plain[:, 0, :2]).max() > 10  # the blobs are far enough from the centre to tell the views apart
+    for name, pred in per_view.items():
+        np.testing.assert_allclose(pred, plain, atol=0.6, err_msg=name)  # bilinear rotation moves a centroid < 1 px
+    # Mapping back with the rotation's sign reversed, or the mirror and the rotation swapped, misses by pixels.
+    wrong_sign = inplane_pose(_centroid_model(inplane_image(images, 10.0)), 10.0)
+    assert np.abs(wrong_sign - plain).max() > 3
+    swapped = inplane_pose(flip_pose(_centroid_model(inplane_image(images[:, :, ::-1], 10.0))), -10.0)
+    assert np.abs(swapped - plain).max() > 3
+    # The same views on torch batches (N, C, H, W), as the adaptation's ensemble term applies them.
+    tens = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    for name, image_fn, back in views:
+        mapped = image_fn(tens).permute(0, 2, 3, 1).numpy()
+        pred = back(torch.from_numpy(_centroid_model(mapped))).numpy()
+        np.testing.assert_allclose(pred, plain, atol=0.6, err_msg=f"torch {name}")

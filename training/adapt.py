@@ -1,6 +1,7 @@
 """Stage 5: adapt G (from Gs) to unlabelled target clips with the chosen terms (``--trainable`` stages).
 
-python -m training.adapt --out checkpoints/adapted_g.safetensors   # shipped: lcr,hcr,pose-flip,flip-backward, 300 steps
+python -m training.adapt --terms ensemble --steps 1200 --frame-pool --out checkpoints/adapted_g.safetensors   # shipped
+python -m training.adapt --out runs/adapt/g.safetensors   # the paper's row +CR+pose-flip+flip-backward, 300 steps (the default)
 python -m training.adapt --terms lcr,hcr,pose-flip,flip-backward,slow-backward --out runs/adapt_paper/g.safetensors
 python -m training.adapt --videos ../shared/data/media --terms lcr,pose-flip --out runs/adapt_real/g.safetensors
 torchrun --nproc_per_node 2 -m training.adapt ...
@@ -17,7 +18,7 @@ from nlrd.data.poses import load_split
 from nlrd.data.testsets import load_test_set
 from nlrd.inference import load_image_encoder
 from nlrd.priors import MotionPrior, PosePrior
-from nlrd.stages.adapt import CONTRASTIVE_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.stages.adapt import OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
 from nlrd.trainer import Trainer
 from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, finish, setup, trainer_config
 
@@ -44,7 +45,7 @@ def video_crops(folder: Path, size: int) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = base_parser(__doc__.splitlines()[1], DEFAULT_OUT, default_steps=AdaptStageConfig.steps)
-    p.add_argument("--terms", default=",".join(AdaptStageConfig.terms), help=f"comma list of {CONTRASTIVE_TERMS} and relations")
+    p.add_argument("--terms", default=",".join(AdaptStageConfig.terms), help=f"comma list of {OWN_TERMS} and relations")
     p.add_argument("--init", default="checkpoints/source_gs.safetensors", help="G starts from this image model (Gs)")
     p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="render fresh target clips every step instead of the fixed unlabelled set target_adapt_clips",
     )
+    p.add_argument(
+        "--frame-pool",
+        action="store_true",
+        help="add the unlabelled single target frames target_adapt_frames to the frames the lower-order terms draw",
+    )
     add_dataclass_args(p, AdaptStageConfig, "stage", skip=("terms", "trainable", "seed", "steps"))
     args = p.parse_args(argv)
     watch = Stopwatch()
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps, trainable=trainable)
     pose = PosePrior.from_pretrained(args.pose, device=device)
     motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
-    bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in CONTRASTIVE_TERMS], device)
+    bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in OWN_TERMS], device)
     g = load_image_encoder(args.init)
     val_poses = load_split(args.data, "val").joints
     if args.videos:
@@ -83,7 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
                            data_root=data_root, init_checkpoint=args.init)  # fmt: skip
     else:
         pool = load_test_set("target_adapt_clips", args.data, data_root, size=g.config.image_size)["images"]
-        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, pool=pool, val_poses=val_poses,
+        frames = None
+        if args.frame_pool:
+            frames = load_test_set("target_adapt_frames", args.data, data_root, size=g.config.image_size)["images"]
+        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, pool=pool, frame_pool=frames, val_poses=val_poses,
                            data_root=data_root, init_checkpoint=args.init)  # fmt: skip
     trainer = Trainer(stage, trainer_config(args, "adapt"), info, device)
     result = trainer.fit()
