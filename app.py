@@ -861,11 +861,13 @@ def next_seed(seed: Any) -> int:
 # ----------------------------------------------------------------------------- Adapt handlers
 ADAPT_INTRO = (
     "Adapt the image model G to new footage **without labels**. A copy of G trains on unlabelled target "
-    "clips (only its middle block, `layer2`, as in the paper) with the terms you pick: **lcr** / **hcr** "
-    "(contrastive consistency of frames / motions under photometric changes) and the **relations** whose "
-    "networks are shipped (the non-local relation distillation: G's latent for a flipped or rotated image "
-    "must equal the relation network applied to G's latent for the original). One Adam per term, stepped in "
-    "turn; the learning rate is the relation terms' (the contrastive terms keep the recipe's ratio to it). "
+    "clips (its blocks from `layer2`, the paper's Res-3, up; the earlier ones stay frozen) with the terms you "
+    "pick: **lcr** / **hcr** (contrastive consistency of frames / motions under photometric changes), the "
+    "**relations** whose networks are shipped (the non-local relation distillation: G's latent for a flipped "
+    "or rotated image must equal the relation network applied to G's latent for the original) and "
+    "**ensemble** (G's pose pulled towards the frozen source model's average over the mirrored and rotated "
+    "views: how the shipped adapted G was trained). One Adam per term, stepped in turn; the learning rate is "
+    "the relation terms' (the contrastive and ensemble terms keep the recipe's ratios to it). "
     "A session adapts a copy of the **source-only Gs** (where the method starts; the app itself predicts with "
     "the shipped adapted G, which has already been through this) or, if you choose, of the app's own G. "
     "The built-in clips are labelled synthetic target-style renders of held-out poses, so the target "

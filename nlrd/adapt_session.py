@@ -55,7 +55,7 @@ from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.models.image_encoder import ImageEncoder
 from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MotionPrior, PosePrior
-from nlrd.stages.adapt import CONTRASTIVE_TERMS, OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.stages.adapt import CONTRASTIVE_TERMS, ENSEMBLE_TERM, OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
 from nlrd.trainer import DistInfo
 from nlrd.transforms import RELATIONS, get_relation
 
@@ -277,12 +277,13 @@ def starting_encoder(predictor: PosePredictor, start: str) -> tuple[ImageEncoder
 
 
 def available_terms(predictor: PosePredictor) -> list[str]:
-    """The terms a session over this predictor can use: ``lcr``, ``hcr`` and every relation whose
-    network is loaded (motion ones and ``hcr`` only with the motion prior), in registry order."""
+    """The terms a session over this predictor can use: ``lcr``, ``hcr``, every relation whose network is
+    loaded (motion ones and ``hcr`` only with the motion prior), in registry order, then ``ensemble``
+    (the teacher's relation ensemble, which needs no network)."""
     has_motion = predictor.motion is not None
     terms = [t for t in CONTRASTIVE_TERMS if t == "lcr" or has_motion]
     terms += [n for n, r in RELATIONS.items() if n in predictor.relations and (r.order == "pose" or has_motion)]
-    return terms
+    return [*terms, ENSEMBLE_TERM]
 
 
 def default_settings(predictor: PosePredictor, device: str = "auto") -> SessionSettings:
@@ -386,9 +387,10 @@ class AdaptSession:
         recipe = AdaptStageConfig()
         lrs: dict[str, float] = {}
         if self.settings.lr is not None:
-            # One rate for people; the contrastive terms keep the recipe's ratio to the relation terms.
-            ratio = recipe.lr_contrastive / recipe.lr_relation if recipe.lr_relation > 0 else 1.0
-            lrs = {"lr_relation": float(self.settings.lr), "lr_contrastive": float(self.settings.lr) * ratio}
+            # One rate for people; the contrastive and ensemble terms keep the recipe's ratios to the relation terms.
+            lr = float(self.settings.lr)
+            scale = lr / recipe.lr_relation if recipe.lr_relation > 0 else 1.0
+            lrs = {"lr_relation": lr, "lr_contrastive": recipe.lr_contrastive * scale, "lr_ensemble": recipe.lr_ensemble * scale}
         # In-memory clips need no loader worker processes (and none are forked from a server thread).
         self.config = dataclasses.replace(recipe, terms=self.settings.terms, steps=self.settings.steps,
                                           seed=self.settings.seed, workers=0, **lrs)  # fmt: skip
@@ -548,7 +550,8 @@ class AdaptSession:
             "steps": self.settings.steps, "steps_done": self.step,
             "device": self.device.type, "seconds": round(self.seconds, 1), "started_unix_s": self.started,
             "ended_unix_s": self.ended,
-            "learning_rates": {"relation": self.config.lr_relation, "contrastive": self.config.lr_contrastive},
+            "learning_rates": {"relation": self.config.lr_relation, "contrastive": self.config.lr_contrastive,
+                               "ensemble": self.config.lr_ensemble},
             "data": self.data.description, "eval_images": int(len(before)), "labelled": self.data.labelled,
             "final_losses": {k: v[-1][1] for k, v in self.losses.items() if v},
             # How far the adaptation moved the predictions (meaningful without labels too).

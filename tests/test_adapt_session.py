@@ -149,16 +149,25 @@ def test_settings_terms_and_defaults(predictor: PosePredictor, data: TargetData)
         AdaptSession(predictor, data, settings(terms=("lcr", "teleport")))
     with pytest.raises(ValueError, match="no relation network"):
         AdaptSession(predictor, data, settings(terms=("inplane-10",)))
-    assert available_terms(predictor) == ["lcr", "hcr", "pose-flip"]
+    assert available_terms(predictor) == ["lcr", "hcr", "pose-flip", "ensemble"]
     no_motion = PosePredictor(predictor.encoder, predictor.pose, None, predictor.device, {}, predictor.relations)
-    assert available_terms(no_motion) == ["lcr", "pose-flip"]
+    assert available_terms(no_motion) == ["lcr", "pose-flip", "ensemble"]
     with pytest.raises(ValueError, match="motion prior"):
         AdaptSession(no_motion, data, settings())
     d = default_settings(predictor, "cpu")
     assert d.device == "cpu" and d.steps == CPU_STEPS and set(d.terms) <= set(available_terms(predictor)) and d.terms
     # A learning rate for people: relation terms get it, contrastive terms keep the recipe's ratio.
     s = AdaptSession(predictor, data, settings(lr=1e-4))
-    assert s.config.lr_relation == pytest.approx(1e-4) and s.config.lr_contrastive > 0
+    recipe = AdaptStageConfig()
+    assert s.config.lr_relation == pytest.approx(1e-4)
+    assert s.config.lr_contrastive == pytest.approx(recipe.lr_contrastive * 1e-4 / recipe.lr_relation)
+    assert s.config.lr_ensemble == pytest.approx(recipe.lr_ensemble * 1e-4 / recipe.lr_relation)
+    # The ensemble term needs no relation network: a session with it alone runs and moves G.
+    ens = AdaptSession(predictor, data, settings(terms=("ensemble",), steps=2, eval_every=0))
+    list(ens.run())
+    summary = ens.summary()
+    assert summary["steps_done"] == 2 and "ensemble" in summary["final_losses"]
+    assert summary["learning_rates"]["ensemble"] == pytest.approx(recipe.lr_ensemble)
 
 
 def test_session_starts_from_gs_beside_the_weights_or_the_predictors_g(predictor: PosePredictor, data: TargetData,
