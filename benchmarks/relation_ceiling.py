@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nlrd.data.detection import moving_average
 from nlrd.data.paths import resolve_data_root
 from nlrd.data.testsets import load_test_set
 from nlrd.evaluation import predict_joints
@@ -57,8 +58,7 @@ def moving_mean(seq: np.ndarray, k: int = 5) -> np.ndarray:
     """Centred k-frame mean over axis 1 of (N, T, J, 3), edges padded by repetition (k odd)."""
     if k % 2 == 0 or k < 1:
         raise ValueError(f"moving_mean: k must be odd and positive, got {k}")
-    pad = np.pad(seq, ((0, 0), (k // 2, k // 2), (0, 0), (0, 0)), mode="edge")
-    return np.stack([pad[:, t : t + k].mean(1) for t in range(seq.shape[1])], axis=1)
+    return np.swapaxes(moving_average(np.swapaxes(seq, 0, 1), k // 2), 0, 1)
 
 
 def image_rows(predict: Predict, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -61,6 +61,7 @@ __all__ = [
     "hog_descriptor",
     "hog_scores_fast",
     "hog_window_scores",
+    "moving_average",
     "nms",
     "track_person",
     "validate_box",
@@ -866,7 +867,7 @@ class PersonTrack(NamedTuple):
     sources: np.ndarray
 
 
-def _smooth(values: np.ndarray, radius: int) -> np.ndarray:
+def moving_average(values: np.ndarray, radius: int) -> np.ndarray:
     """Centred moving average along axis 0 with edge replication; (T, ...) -> (T, ...)."""
     if radius <= 0 or values.shape[0] < 2:
         return values.copy()
@@ -1085,7 +1086,7 @@ def _assemble(
     if smooth_radius > 0 and n > 1 and (sources != "fallback").any():
         c = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
         s = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)
-        c, s = _smooth(c, smooth_radius), _smooth(s, smooth_radius)
+        c, s = moving_average(c, smooth_radius), moving_average(s, smooth_radius)
         boxes = np.concatenate([c - s / 2, c + s / 2], 1)
     boxes = np.clip(boxes, full[[0, 1, 0, 1]], full[[2, 3, 2, 3]])
     return PersonTrack(boxes, scores, found, sources.astype(str))
