@@ -10,6 +10,9 @@ Pose-prior figures:
     * for the 14 bones expressed in the torso frame, the angle to the torso's up axis and to its
       forward axis (28), e.g. how far an arm is raised or swung forward;
 - coverage: median over test poses of the MPJPE to the nearest of 100,000 decoded prior samples;
+- views: per view bin of :data:`nlrd.views.VIEW_BINS` (and the renderers' own camera ranges), the
+  encode -> decode MPJPE of test poses seen that way, and the best-fit floor min over z of
+  |Dp(z) - y| (Adam on z from Ep(y)): what the decoder can output at all, whatever the encoder says;
 - latent KS: median over the 32 dimensions of the Kolmogorov-Smirnov distance between encoded
   training poses and U[-1,1]. The prior models poses seen from every azimuth and mirrored (that is
   the training distribution), so the poses are encoded with the training augmentation; the value
@@ -28,9 +31,10 @@ from nlrd.metrics import auc, mpjpe, pa_mpjpe, pck
 from nlrd.models.image_encoder import encode_images
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.skeleton import H36M_17, Skeleton
-from nlrd.stages.common import augment_view
+from nlrd.stages.common import VIEWS, augment_view, view_distribution
 from nlrd.stages.pose_aae import ks_to_uniform
 from nlrd.transforms import flip_pose
+from nlrd.views import VIEW_BINS, apply_rotations
 
 
 def joint_angles(joints: np.ndarray, skeleton: Skeleton = H36M_17) -> np.ndarray:
@@ -86,7 +90,7 @@ def evaluate_pose_prior(prior: PosePrior, train: np.ndarray, test: np.ndarray, *
     cover = nearest_mpjpe(q, bank)
     g = torch.Generator().manual_seed(seed)
     sub = torch.as_tensor(train[rng.choice(len(train), size=min(50_000, len(train)), replace=False)])
-    aug = augment_view(sub, g).numpy()
+    aug = augment_view(sub, g, views=view_distribution(prior_views(prior))).numpy()
     ks_aug = ks_to_uniform(prior.encode(aug))
     ks_raw = ks_to_uniform(prior.encode(sub.numpy()))
     return {
@@ -96,6 +100,7 @@ def evaluate_pose_prior(prior: PosePrior, train: np.ndarray, test: np.ndarray, *
         "prior_coverage_mm": float(np.median(cover)),
         "latent_ks_median": float(np.median(ks_aug)),
         "latent_ks_median_raw_orientation": float(np.median(ks_raw)),
+        "views_trained_on": prior_views(prior),
         "test_poses": int(len(test)),
         "coverage_queries": int(len(q)),
     }
@@ -124,6 +129,62 @@ def predict_joints_and_flip_test(encoder: torch.nn.Module, decoder: torch.nn.Mod
     plain = predict_joints(encoder, decoder, images, batch, device)
     mirrored = predict_joints(encoder, decoder, np.ascontiguousarray(images[:, :, ::-1]), batch, device)
     return plain, (plain + flip_pose(mirrored)) / 2
+
+
+def prior_views(prior: PosePrior) -> str:
+    """The view distribution a pose prior was trained on ("azimuth" for priors from before it was recorded)."""
+    views = prior.meta.get("config", {}).get("stage", {}).get("views", "azimuth")
+    return views if views in VIEWS else "azimuth"
+
+
+def best_fit_floor(prior: PosePrior, targets: np.ndarray, steps: int = 300, lr: float = 0.05) -> np.ndarray:
+    """Per pose, min over z in [-1, 1]^D of MPJPE(Dp(z), y) found by Adam on z (z = tanh(u)), started
+    from Ep(y): (N, J, 3) mm -> (N,) mm. The floor under any model that outputs Dp(z)."""
+    y = torch.as_tensor(np.asarray(targets, np.float32), device=prior.device)
+    z0 = prior.encode(y).clamp(-0.999, 0.999)
+    u = torch.atanh(z0).detach().requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=lr)
+    best = torch.full((len(y),), float("inf"), device=prior.device)
+    for p in prior.decoder.parameters():
+        p.requires_grad_(False)
+    for _ in range(steps):
+        err = torch.linalg.norm(prior.decoder(torch.tanh(u)) - y, dim=-1).mean(-1)
+        best = torch.minimum(best, err.detach())
+        opt.zero_grad(set_to_none=True)
+        err.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        best = torch.minimum(best, torch.linalg.norm(prior.decoder(torch.tanh(u)) - y, dim=-1).mean(-1))
+    return best.cpu().numpy()
+
+
+def renderer_view_rotations(style: str, n: int, seed: int = 0) -> np.ndarray:
+    """(n, 3, 3) world -> camera rotations drawn from a render style's own camera ranges."""
+    from nlrd.data.synthetic.camera import look_rotation
+    from nlrd.data.synthetic.styles import get_style
+
+    cam = get_style(style).camera
+    rng = np.random.default_rng(seed)
+    return np.stack([look_rotation(rng.uniform(*cam.azimuth), rng.uniform(*cam.elevation), rng.uniform(*cam.roll))
+                     for _ in range(n)])  # fmt: skip
+
+
+def evaluate_prior_views(prior: PosePrior, test: np.ndarray, *, per_bin: int = 256, fit_steps: int = 300,
+                         seed: int = 0) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Encode -> decode MPJPE and best-fit floor (mm, means) per view bin on ``per_bin`` test poses
+    (N, J, 3) mm in the mocap's world frame, the same poses in every bin."""
+    rng = np.random.default_rng(seed)
+    poses = test[np.sort(rng.choice(len(test), size=min(per_bin, len(test)), replace=False))]
+    bins = {b.name: b.rotations(len(poses), seed=seed) for b in VIEW_BINS}
+    for style in ("source", "target"):
+        bins[f"renderer cameras ({style})"] = renderer_view_rotations(style, len(poses), seed=seed)
+    out: dict[str, dict[str, float]] = {}
+    for name, rots in bins.items():
+        y = apply_rotations(poses, rots)
+        rec = prior.decode(prior.encode(y))
+        floor = float(best_fit_floor(prior, y, fit_steps).mean())
+        out[name] = {"encode_decode_mm": float(mpjpe(rec, y)), "best_fit_floor_mm": floor}
+    return out
 
 
 def pose_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:

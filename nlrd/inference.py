@@ -164,8 +164,8 @@ class PosePredictor:
         pose = PosePrior.from_pretrained(folder / POSE_CHECKPOINT, device=dev)
         motion_ck = folder / MOTION_CHECKPOINT
         motion = MotionPrior.from_pretrained(motion_ck, pose=pose, device=dev) if motion_ck.exists() else None
-        encoder = load_image_encoder(image_ck)
-        relations = load_relation_nets(folder / "relations")
+        encoder = load_image_encoder(image_ck, pose)
+        relations = load_relation_nets(folder / "relations", pose)
         meta = {"image_checkpoint": image_ck.name}
         return cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads,
                    checkpoint_dir=folder)  # fmt: skip
@@ -453,31 +453,37 @@ def _box_array(box: Iterable[float]) -> np.ndarray:
         raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got {box!r}") from None
 
 
-def load_image_encoder(path: str | os.PathLike[str]) -> ImageEncoder:
-    """An ImageEncoder from a source/oracle/adapt checkpoint (strict)."""
+def load_image_encoder(path: str | os.PathLike[str], pose: PosePrior | None = None) -> ImageEncoder:
+    """An ImageEncoder from a source/oracle/adapt checkpoint (strict); with ``pose``, refused unless it
+    was trained on that prior's latent space."""
     ck = load_checkpoint(path)
     if ck.meta["stage"] not in ("source", "oracle", "adapt"):
         raise ValueError(f"{str(path)!r} holds stage {ck.meta['stage']!r}, not an image model (source, oracle or adapt)")
+    if pose is not None:
+        pose.check_built_on(ck.meta, f"image model {str(path)!r}")
     enc = build_image_encoder(config_from_dict(ImageEncoderConfig, model_config(ck)))
     load_into(enc, ck, prefix="encoder.")
     return enc.eval()
 
 
-def load_relation_net(path: str | os.PathLike[str]) -> tuple[str, RelationNet] | None:
-    """(relation name, network in eval mode) from a relation checkpoint; None for another stage's file."""
+def load_relation_net(path: str | os.PathLike[str], pose: PosePrior | None = None) -> tuple[str, RelationNet] | None:
+    """(relation name, network in eval mode) from a relation checkpoint; None for another stage's file.
+    With ``pose``, refused unless it was trained on that prior's latent space."""
     ck = load_checkpoint(path)
     if not str(ck.meta.get("stage", "")).startswith("relation:"):
         return None
+    if pose is not None:
+        pose.check_built_on(ck.meta, f"relation network {str(path)!r}")
     net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
     load_into(net, ck, prefix="net.")
     return ck.meta["config"]["relation"], net.eval()
 
 
-def load_relation_nets(folder: Path) -> dict[str, RelationNet]:
+def load_relation_nets(folder: Path, pose: PosePrior | None = None) -> dict[str, RelationNet]:
     """Every relation network ``<name>.safetensors`` in a folder (empty when the folder is absent)."""
     if not folder.is_dir():
         return {}
-    loaded = (load_relation_net(path) for path in sorted(folder.glob("*.safetensors")))
+    loaded = (load_relation_net(path, pose) for path in sorted(folder.glob("*.safetensors")))
     return dict(item for item in loaded if item is not None)
 
 

@@ -9,6 +9,7 @@ joints = prior.decode(prior.sample(8, seed=0))
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,8 @@ from nlrd.skeleton import Skeleton, get_skeleton
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+# The view distribution of priors from before it was recorded: upright people, any azimuth (paper).
+LEGACY_VIEWS = "azimuth"
 POSE_CHECKPOINT = "pose_aae.safetensors"
 MOTION_CHECKPOINT = "motion_ae.safetensors"
 
@@ -65,14 +68,52 @@ class _Runner:
         return t.detach().cpu().numpy() if was_np else t
 
 
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """12 hex digits of SHA-256 over the encoder's weights: what defines a latent space z (decoder
+    fine-tunes keep Ep frozen, so every model built on Ep stays valid through them)."""
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def latent_space_id(encoder: nn.Module, views: str) -> str:
+    """The name of a pose latent space: the views its prior was trained on and its encoder's fingerprint."""
+    return f"{views}-{encoder_fingerprint(encoder)}"
+
+
 class PosePrior(_Runner):
-    """The pose auto-encoder's latent space z in [-1, 1]^latent_dim."""
+    """The pose auto-encoder's latent space z in [-1, 1]^latent_dim.
+
+    ``views``: the view distribution it was trained on ("camera": the cameras and body orientations of
+    :mod:`nlrd.views`; "azimuth": upright people only, the paper's). ``latent_space``: the name every model
+    built on this z (motion prior, image models, relation networks) records and is checked against."""
 
     def __init__(self, encoder: PoseEncoder, decoder: PoseDecoder, meta: dict[str, Any], device: torch.device) -> None:
         self.encoder, self.decoder = encoder.to(device).eval(), decoder.to(device).eval()
         self.meta, self.device = meta, device
         self.skeleton: Skeleton = encoder.skeleton
         self.latent_dim: int = encoder.cfg.latent_dim
+        views = meta.get("config", {}).get("stage", {}).get("views", LEGACY_VIEWS)
+        self.views: str = views if isinstance(views, str) else LEGACY_VIEWS
+        self.latent_space: str = latent_space_id(self.encoder, self.views)
+
+    def check_built_on(self, meta: dict[str, Any], what: str) -> None:
+        """Refuse a model (its checkpoint metadata ``meta``) trained on another latent space than this one.
+
+        Models from before latent spaces were recorded carry none; they were all built on the upright-only
+        prior, so they load with such a prior only."""
+        extra = meta.get("extra", {}) if isinstance(meta.get("extra"), dict) else {}
+        stored = extra.get("latent_space")
+        if stored is None:
+            if self.views == LEGACY_VIEWS:
+                return
+            raise ValueError(f"{what} was trained on the earlier upright-only pose prior, not on this one "
+                             f"({self.latent_space}); retrain it on this prior (training.pipeline) or use the matching prior")
+        if stored != self.latent_space:
+            raise ValueError(f"{what} was trained on pose latent space {stored!r}, but the pose prior is "
+                             f"{self.latent_space!r}; latents of different priors cannot be mixed")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> PosePrior:
@@ -142,6 +183,7 @@ class MotionPrior(_Runner):
         if not isinstance(pose, PosePrior):
             pose = PosePrior.from_pretrained(pose, device=dev)
         cfg = config_from_dict(MotionAEConfig, model_config(ck))
+        pose.check_built_on(ck.meta, f"motion prior {str(path)!r}")
         if cfg.pose_latent_dim != pose.latent_dim:
             raise ValueError(f"motion prior expects pose latents of size {cfg.pose_latent_dim}, pose prior has {pose.latent_dim}")
         enc, dec, gauss = MotionEncoder(cfg), MotionDecoder(cfg), GaussianLatentPrior(cfg.motion_latent_dim)

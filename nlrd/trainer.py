@@ -326,6 +326,9 @@ class Trainer:
         if not self.info.is_main:
             return None
         meta = self.stage.checkpoint_meta()
+        latent_space = getattr(self.stage, "latent_space", None)
+        if latent_space is not None:  # the pose latent space the weights are built on (PosePrior.check_built_on)
+            meta = {**meta, "extra": {**(meta.get("extra") or {}), "latent_space": latent_space}}
         metrics = {k: v for k, v in result.final_metrics.items() if k != "step"}
         metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1),
                         "world_size": self.info.world_size})  # fmt: skip

@@ -28,7 +28,8 @@ def pose_prior() -> PosePrior:
 
 
 def make_stage(pose_prior: PosePrior, joint_loss: str, steps: int = 250) -> MotionAEStage:
-    cfg = MotionAEStageConfig(batch=16, steps=steps, val_windows=32, joint_loss=joint_loss, amp=False, window_stride=1)
+    cfg = MotionAEStageConfig(batch=16, steps=steps, val_windows=32, joint_loss=joint_loss, amp=False, window_stride=1,
+                              views=pose_prior.views)  # windows seen as the prior sees poses
     # The stage warms its learning rate up over 100 steps, so the run is longer than that.
     train, val = smooth_windows(pose_prior, 256, 0), smooth_windows(pose_prior, 32, 1)
     return MotionAEStage(train, val, pose_prior.encoder, pose_prior.decoder, SMALL, cfg, torch.device("cpu"), DistInfo())

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps, trainable=trainable)
     pose = PosePrior.from_pretrained(args.pose, device=device)
     motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
-    bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in OWN_TERMS], device)
-    g = load_image_encoder(args.init)
+    bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in OWN_TERMS], device, pose)
+    g = load_image_encoder(args.init, pose)
     val_poses = load_split(args.data, "val").joints
     if args.videos:
         crops = list(video_crops(Path(args.videos), g.config.image_size).values())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from nlrd.data.poses import ensure_prepared, load_split
-from nlrd.evaluation import evaluate_motion_prior, evaluate_pose_prior
+from nlrd.evaluation import evaluate_motion_prior, evaluate_pose_prior, evaluate_prior_views
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior
 
 SECTIONS = ("priors", "source", "adapt", "real")
@@ -39,6 +39,7 @@ def eval_priors(args: argparse.Namespace) -> dict[str, Any]:
     pose = _pose_prior(args.checkpoints)
     t0 = time.perf_counter()
     pose_res = evaluate_pose_prior(pose, train.joints, test.joints, seed=args.seed)
+    pose_res["views"] = evaluate_prior_views(pose, test.joints, seed=args.seed)
     pose_res["eval_seconds"] = round(time.perf_counter() - t0, 1)
     pose_res["train_seconds"] = pose.meta.get("metrics", {}).get("train_seconds")
     pose_res["train_steps"] = pose.meta.get("metrics", {}).get("train_steps")

@@ -24,13 +24,15 @@ def main(argv: list[str] | None = None) -> dict:
     watch = Stopwatch()
     info, device = setup(args)
     prior = PosePrior.from_pretrained(args.pose, device="cpu")
-    stage_cfg = dataclass_from_args(MotionAEStageConfig, args, "stage", batch=args.batch, lr=args.lr,
-                                    seed=args.seed, steps=args.steps)  # fmt: skip
+    # Windows are seen the way the pose prior sees poses unless --stage-views says otherwise.
+    stage_cfg = dataclass_from_args(MotionAEStageConfig, args, "stage", batch=args.batch, lr=args.lr, seed=args.seed,
+                                    steps=args.steps, views=args.stage__views or prior.views)  # fmt: skip
     model_cfg = dataclass_from_args(MotionAEConfig, args, "model", pose_latent_dim=prior.latent_dim)
     train = load_split(args.data, "train").windows(model_cfg.length, stage_cfg.window_stride)
     val = load_split(args.data, "val").windows(model_cfg.length, model_cfg.length // 2)
     stage = MotionAEStage(train, val, prior.encoder, prior.decoder, model_cfg, stage_cfg, device, info,
                           pose_checkpoint=str(args.pose))  # fmt: skip
+    stage.latent_space = prior.latent_space  # recorded in the checkpoint, checked when it is loaded
     return run_stage(stage, args, info, device, watch)
 
 

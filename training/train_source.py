@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
     stage = SourceStage(train.joints, val.joints, prior.decoder, model_cfg, stage_cfg, device, info, data_root=data_root,
                         pose_checkpoint=str(args.pose))  # fmt: skip
+    stage.latent_space = prior.latent_space  # recorded in the checkpoint, checked when it is loaded
     stage.name = "source" if args.style == "source" else "oracle"
     return run_stage(stage, args, info, device, watch)
 

@@ -129,7 +129,8 @@ class RelationBank:
     nets: dict[str, RelationNet] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: str | Path, names: list[str], device: torch.device) -> RelationBank:
+    def load(cls, folder: str | Path, names: list[str], device: torch.device, pose: PosePrior | None = None) -> RelationBank:
+        """The named networks from ``folder``; with ``pose``, each must be built on its latent space."""
         from nlrd.inference import load_relation_net
 
         bank = cls()
@@ -137,7 +138,7 @@ class RelationBank:
             path = Path(folder) / f"{name}.safetensors"
             if not path.exists():
                 raise ValueError(f"relation network {name!r} not found at {str(path)!r}; run python -m training.train_relations")
-            loaded = load_relation_net(path)
+            loaded = load_relation_net(path, pose)
             if loaded is None:
                 raise ValueError(f"{str(path)!r} is not a relation network checkpoint")
             net = loaded[1].to(device)
@@ -192,6 +193,7 @@ class AdaptStage:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         self.pose, self.motion, self.relations = pose, motion, relations
+        self.latent_space = pose.latent_space  # recorded in the checkpoint, checked when it is loaded
         for m in (pose.encoder, pose.decoder, motion.encoder, motion.decoder):
             m.eval()
             for p in m.parameters():

@@ -21,7 +21,7 @@ from nlrd.models.motion_ae import MotionAEConfig, MotionAutoEncoder
 from nlrd.models.pose_aae import PoseDecoder, PoseEncoder
 from nlrd.precision import autocast
 from nlrd.priors import GaussianLatentPrior
-from nlrd.stages.common import MOCAP_SOURCES, augment_view
+from nlrd.stages.common import MOCAP_SOURCES, augment_view, view_distribution
 from nlrd.trainer import DistInfo, adam, guarded_step, shard, step_generator, warmup_cosine, wrap_ddp
 from nlrd.transforms import backward
 
@@ -44,7 +44,8 @@ class MotionAEStageConfig:
     # "l2": mean joint distance in dm (MPJPE, the test metric; 1.5 mm lower motion test error than "mse" in the
     # same 3,000-step fine-tune); "mse": squared error in dm^2 (the loss of the shipped motion prior)
     joint_loss: str = "l2"  # a key of JOINT_LOSSES
-    max_tilt_deg: float = 10.0
+    max_tilt_deg: float = 10.0  # with views = "azimuth" only
+    views: str = "camera"  # as PoseAAEStageConfig.views: windows seen as cameras see people (one view per window)
     reverse_prob: float = 0.5
     flip_prob: float = 0.5
     window_stride: int = 2  # candidate window starts every N frames
@@ -116,7 +117,8 @@ class MotionAEStage:
         """This rank's slice of the augmented global batch: (b, T, J, 3) mm."""
         g = step_generator(self.cfg.seed, step)
         idx = torch.randint(len(self.train), (self.cfg.batch,), generator=g)
-        y = augment_view(self.train[idx], g, flip_prob=self.cfg.flip_prob, max_tilt_deg=self.cfg.max_tilt_deg)
+        y = augment_view(self.train[idx], g, flip_prob=self.cfg.flip_prob, max_tilt_deg=self.cfg.max_tilt_deg,
+                         views=view_distribution(self.cfg.views))
         rev = (torch.rand(self.cfg.batch, generator=g) < self.cfg.reverse_prob).view(-1, 1, 1, 1)
         y = torch.where(rev, backward(y), y)
         return y[shard(self.cfg.batch, self.info)].to(self.device)

@@ -22,7 +22,7 @@ from nlrd.losses import gan_logits_loss, joint_l2_mm, uniform_quantile_loss
 from nlrd.models.pose_aae import LatentCritic, PoseAAEConfig, PoseAutoEncoder, PoseCritic
 from nlrd.precision import autocast
 from nlrd.skeleton import get_skeleton
-from nlrd.stages.common import MOCAP_SOURCES, augment_view
+from nlrd.stages.common import MOCAP_SOURCES, augment_view, view_distribution
 from nlrd.trainer import DistInfo, adam, guarded_step, shard, step_generator, unwrap, warmup_cosine, wrap_ddp
 
 
@@ -42,6 +42,9 @@ class PoseAAEStageConfig:
     pose_adv_weight: float = 0.05
     flip_prob: float = 0.5
     azimuth: bool = True
+    # "camera": the views of nlrd.views (elevation -30..+60, roll, lying and free bodies); "azimuth": the
+    # paper's rotations about the vertical only (upright people; checkpoints before the prior's views).
+    views: str = "camera"
     val_poses: int = 4096
     angle_limit_weight: float = 0.0  # hinge on plausibility angles of Dp(z ~ U) outside the training range
     angle_margin_deg: float = 1.0  # the allowed range is shrunk by this much on each side
@@ -126,6 +129,13 @@ class PoseAAEStage:
     def export(self) -> dict[str, nn.Module]:
         return {"encoder": self.ae.encoder, "decoder": self.ae.decoder}
 
+    @property
+    def latent_space(self) -> str:
+        """The name of the latent space the trained encoder defines (see nlrd.priors.latent_space_id)."""
+        from nlrd.priors import latent_space_id
+
+        return latent_space_id(self.ae.encoder, self.cfg.views)
+
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"config": {"model": asdict(self.model_cfg), "stage": asdict(self.cfg)},
                 "data_sources": self.data_sources}  # fmt: skip
@@ -138,7 +148,7 @@ class PoseAAEStage:
         g = step_generator(self.cfg.seed, step)
         idx = torch.randint(len(self.train), (self.cfg.batch,), generator=g)
         y = augment_view(self.train[idx], g, flip_prob=self.cfg.flip_prob, azimuth=self.cfg.azimuth,
-                         skeleton=self.skeleton)  # fmt: skip
+                         skeleton=self.skeleton, views=view_distribution(self.cfg.views))  # fmt: skip
         z_prior = torch.rand(self.cfg.batch, self.model_cfg.latent_dim, generator=g) * 2 - 1
         sl = shard(self.cfg.batch, self.info)
         return y[sl].to(self.device), z_prior[sl].to(self.device)

@@ -72,6 +72,7 @@ class RelationStage:
         self.name = f"relation:{relation}"
         self.cfg, self.device, self.info = cfg, device, info
         self.pose, self.motion = pose, motion
+        self.latent_space = pose.latent_space  # recorded in the checkpoint, checked when it is loaded
         dim = pose.latent_dim if self.rel.order == "pose" else (motion.latent_dim if motion else 0)
         self.model_cfg = RelationNetConfig(latent_dim=dim)
         self.train = torch.as_tensor(train_items, dtype=torch.float32)
