@@ -11,6 +11,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
+	@# mediapipe pulls opencv-contrib-python, a GUI build of cv2 that needs libGL.so.1; it and the headless
+	@# build we depend on unpack into the same cv2/ folder. Remove every other OpenCV distribution (and the
+	@# files they overwrote), then reinstall the headless build's own files, so exactly one cv2 is left.
+	$(BIN)/pip uninstall -q -y opencv-contrib-python opencv-python opencv-python-headless
+	$(BIN)/pip install -q --no-deps --force-reinstall \
+	  "opencv-contrib-python-headless==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("opencv-contrib-python-headless"))')"
+	$(BIN)/python -c "import cv2, mediapipe"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -83,6 +83,7 @@ from nlrd.transforms import RELATIONS, Relation, get_relation
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CLIP_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
 MAX_EXAMPLES = 24  # per kind, from --examples
+METHOD_CHOICES = (("fit", "Pose prior fitted to the keypoints"), ("g", "Image network G alone (the paper's)"))
 PHOTO_MAX_SIDE = 1600  # photos are downscaled before prediction: the crop is 128 px, more only costs time
 CLIP_MAX_SIDE = 640  # clip frames are decoded at this long side (bounded memory; the person crop is 128 px)
 MAX_CLIP_FRAMES = 450  # 15 s at 30 fps: longer clips are cut (the app is interactive; use the library for more)
@@ -452,22 +453,35 @@ def _overlay(pred: Prediction, t: int) -> np.ndarray:
     return viz.image_with_skeleton(_unjpeg(pred.frames[t]), r.joints2d[t] * s, r.boxes[t] * s)
 
 
-def predict_image(ctx: AppContext, image: np.ndarray | None, flip_test: bool = False) -> tuple[dict, go.Figure, Prediction]:
-    """API ``/predict_image``: a photo -> (pose JSON in the nlrd-pose schema, 3D figure); the state feeds the UI."""
+def _method(label: object) -> str:
+    """The predictor's method for a "3D from" choice (its label or the method name itself)."""
+    for name, text in METHOD_CHOICES:
+        if label in (name, text):
+            return name
+    raise gr.Error(f"3D from: choose one of {[t for _, t in METHOD_CHOICES]}")
+
+
+def predict_image(ctx: AppContext, image: np.ndarray | None, flip_test: bool = False,
+                  method: str = "fit") -> tuple[dict, go.Figure, Prediction]:  # fmt: skip
+    """API ``/predict_image``: a photo -> (pose JSON in the nlrd-pose schema, 3D figure); the state feeds the UI.
+    ``method``: "fit" (the pose prior fitted to MediaPipe's keypoints, started from G) or "g" (G alone)."""
     if image is None:
         raise gr.Error("Add a photo first (upload, paste or take a webcam snapshot).")
+    m = _method(method)
     try:
         img, _ = _downscale(as_rgb_uint8(image, max_pixels=None), PHOTO_MAX_SIDE)
-        result = ctx.predictor.predict_image(img, flip_test=bool(flip_test))
+        result = ctx.predictor.predict_image(img, flip_test=bool(flip_test), method=m)
         thumb, scale = _downscale(img, OVERLAY_MAX_SIDE)
         frames = [_jpeg(thumb)]
     except ValueError as exc:
         raise _error(exc) from None
     notes = []
     if bool(result.valid[0]):
-        notes.append(f"Person found (detector score {float(result.scores[0]):.2f}).")
+        notes.append(f"Person found (detector score {float(result.scores[0]):.2f}); 3D from "
+                     f"{'the pose prior fitted to the keypoints' if result.method == 'fit' else 'the image network G alone'}.")
     else:
-        notes.append("**No person detected**: the whole photo was used. Crop the photo around the person for a better result.")
+        notes.append("**No person detected**: the skeleton shown is the image network's guess on the whole photo, not a "
+                     "person. Crop the photo around the person for a better result.")
     if len(result.other_boxes):
         notes.append(f"{len(result.other_boxes)} other person(s) ignored: the largest person is estimated.")
     if flip_test:
@@ -477,10 +491,11 @@ def predict_image(ctx: AppContext, image: np.ndarray | None, flip_test: bool = F
 
 
 def predict_clip(ctx: AppContext, video: str | None, flip_test: bool = False, refine: bool = False,
-                 progress: gr.Progress = gr.Progress()) -> tuple[dict, Prediction]:  # noqa: B008  # fmt: skip
-    """API ``/predict_clip``: a video file -> pose JSON (one frame entry per video frame)."""
+                 method: str = "fit", progress: gr.Progress = gr.Progress()) -> tuple[dict, Prediction]:  # noqa: B008  # fmt: skip
+    """API ``/predict_clip``: a video file -> pose JSON (one frame entry per video frame); ``method`` as for photos."""
     if not video:
         raise gr.Error("Add a video clip first.")
+    m = _method(method)
     try:
         info = probe_video(video)
         progress(0.0, desc="decoding the clip")
@@ -488,7 +503,7 @@ def predict_clip(ctx: AppContext, video: str | None, flip_test: bool = False, re
         if not frames:
             raise ValueError("the clip has no frames")
         result = ctx.predictor.predict_clip(
-            np.stack(frames), fps=info.fps, flip_test=bool(flip_test), refine=bool(refine),
+            np.stack(frames), fps=info.fps, flip_test=bool(flip_test), refine=bool(refine), method=m,
             progress=lambda done, total: progress((done, total or len(frames)), desc="detecting and tracking the person"),
         )  # fmt: skip
         scale = _downscale(frames[0], CLIP_THUMB_MAX_SIDE)[1]
@@ -1247,6 +1262,10 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                                                 label="Examples" + (": a synthetic clip and your clips" if ctx.examples_dir
                                                                     else ": a synthetic clip rendered at start-up"))  # fmt: skip
                         with gr.Accordion("Options", open=True):
+                            method_radio = gr.Radio([t for _, t in METHOD_CHOICES], value=METHOD_CHOICES[0][1],
+                                                    label="3D from",
+                                                    info="real photos: fit the pose prior to MediaPipe's keypoints; "
+                                                         "the paper's image network G alone is for teaching")  # fmt: skip
                             flip_cb = gr.Checkbox(False, label="Flip test",
                                                   info="also predict the mirrored input and average: twice the model "
                                                        "time, about 3% lower error on target renders")  # fmt: skip
@@ -1422,10 +1441,12 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
             pred_timer,
             pred_play,
         ]
-        image_btn.click(b(predict_image), [image_in, flip_cb], [json_out, pred_plot, pred_state], api_name="predict_image",
+        photo_inputs = [image_in, flip_cb, method_radio]
+        image_btn.click(b(predict_image), photo_inputs, [json_out, pred_plot, pred_state], api_name="predict_image",
                         ).success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")  # fmt: skip
         (
-            video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb], [json_out, pred_state], api_name="predict_clip")
+            video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb, method_radio], [json_out, pred_state],
+                            api_name="predict_clip")
             .success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
             .success(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private")
         )

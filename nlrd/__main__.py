@@ -44,10 +44,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
     if video:
-        result = predictor.predict_clip(path, box=box, flip_test=args.flip_test, refine=args.refine,
+        result = predictor.predict_clip(path, box=box, flip_test=args.flip_test, refine=args.refine, method=args.method,
                                         progress=None if args.quiet else _progress_bar())  # fmt: skip
     else:
-        result = predictor.predict_image(load_image(path), box=box, flip_test=args.flip_test)
+        result = predictor.predict_image(load_image(path), box=box, flip_test=args.flip_test, method=args.method)
     kw = dict(fps=result.fps, boxes=result.boxes, scores=result.scores, valid=result.valid, z=result.z)
     written = []
     if args.out:
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--glb", help="write a skeleton mesh as GLB (one node per frame)")
     pr.add_argument("--box", help="person box x0,y0,x1,y1 in pixels instead of detection")
     pr.add_argument("--flip-test", action="store_true", help="average with the mirrored prediction")
+    pr.add_argument("--method", default="fit", choices=["fit", "g"],
+                    help="fit: the pose prior fitted to MediaPipe's 2D keypoints and 3D cues, started from G (default, "
+                         "for real photos); g: the image network G alone (the paper's model)")
     pr.add_argument("--refine", action="store_true", help="smooth a clip through the motion prior")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--checkpoints", default=None, help="folder of weights (default: the shipped ones)")

@@ -48,19 +48,22 @@ import torch
 
 from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.crop import crop_square, square_box
-from nlrd.data.detection import PersonTrack, detect_person, track_person, validate_box
+from nlrd.data.detection import PersonDetection, _interp_boxes, detect_person, track_person, validate_box
 from nlrd.data.images import as_rgb_uint8
+from nlrd.fit import START_CHECKPOINT, PoseFitter, load_start_net
 from nlrd.kinematics import relength
 from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder, encode_images
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict
 from nlrd.transforms import flip_pose
+from nlrd.vision import PersonKeypoints, detect_keypoints, detect_keypoints_clip
 
 ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT = "adapted_g.safetensors", "source_gs.safetensors"  # adapted G, source-only Gs
 IMAGE_CHECKPOINTS = (ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
 RENDER_MARGIN, RENDER_PAD_MM = 1.12, 130.0  # the renderer's crop fit, used to place 2D projections
+METHODS = ("fit", "g")  # PoseResult.method: the prior fitted to the keypoints, or the image network G alone
 CLIP_CHUNK = 16  # crops per G forward pass for clips (per crop, 16 ran faster than 8 or 64 on one core)
 CLIP_DETECT_EVERY = 5  # clips: HOG on every 5th frame, tracked in between
 CLIP_MEMORY_BYTES = 1 << 30  # decoded frames kept for cropping; beyond, the video is decoded twice
@@ -94,6 +97,11 @@ class PoseResult:
         joints2d: (T, 17, 2) float32 the pose drawn back into the input pixels (weak perspective,
             with the renders' framing); for overlays.
         other_boxes: boxes of other people in an image (K, 4).
+        keypoints2d: (T, 17, 2) float32 px, the real-image keypoint model's 2D joints (MediaPipe Pose
+            mapped to the 17 joints; NaN in frames without a person), or None when it did not run.
+        keypoint_conf: (T, 17) float32 in [0, 1], their confidences (0 where missing), or None.
+        method: which path produced ``joints3d``: "fit" (the pose prior fitted to the keypoints, started
+            from G's prediction) or "g" (the image network G alone, the paper's model).
         timings: wall seconds per stage: "detect", "crop", "G", "Dp" for an image; "decode",
             "track" (unless a box was given), "crop", "G" (summed over worker threads), "Dp" and
             "refine" (when asked for) for a clip. The flip test's second pass counts in G and Dp.
@@ -108,6 +116,9 @@ class PoseResult:
     joints2d: np.ndarray
     other_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     timings: dict[str, float] = field(default_factory=dict)
+    keypoints2d: np.ndarray | None = None
+    keypoint_conf: np.ndarray | None = None
+    method: str = "g"
 
     @property
     def num_frames(self) -> int:
@@ -134,10 +145,12 @@ class PosePredictor:
 
     def __init__(self, encoder: ImageEncoder, pose: PosePrior, motion: MotionPrior | None, device: torch.device,
                  meta: dict[str, Any] | None = None, relations: dict[str, RelationNet] | None = None,
-                 num_threads: int | None = None, checkpoint_dir: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+                 num_threads: int | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
+                 fitter: PoseFitter | None = None) -> None:  # fmt: skip
         """``num_threads``: worker threads for a clip's G chunks and detections (None: torch's setting
         at call time); every operation itself runs on one intra-op thread. ``checkpoint_dir``: the
-        folder the weights came from (an Adapt session can start from the Gs in it), or None."""
+        folder the weights came from (an Adapt session can start from the Gs in it), or None.
+        ``fitter``: the pose-prior fit of the "fit" method (None: one without a learned start)."""
         if num_threads is not None and (int(num_threads) != num_threads or num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         self.num_threads = num_threads
@@ -148,6 +161,9 @@ class PosePredictor:
         self.image_size: int = encoder.config.image_size
         self.skeleton = pose.skeleton
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if fitter is not None and fitter.prior is not pose:
+            raise ValueError("the fitter must fit the predictor's own pose prior (G's latents start it)")
+        self.fitter = fitter if fitter is not None else PoseFitter(pose)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto",
@@ -166,9 +182,11 @@ class PosePredictor:
         motion = MotionPrior.from_pretrained(motion_ck, pose=pose, device=dev) if motion_ck.exists() else None
         encoder = load_image_encoder(image_ck, pose)
         relations = load_relation_nets(folder / "relations", pose)
+        start_ck = folder / START_CHECKPOINT.name
+        fitter = PoseFitter(pose, load_start_net(start_ck, device=dev) if start_ck.exists() else None)
         meta = {"image_checkpoint": image_ck.name}
         return cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads,
-                   checkpoint_dir=folder)  # fmt: skip
+                   checkpoint_dir=folder, fitter=fitter)  # fmt: skip
 
     @torch.no_grad()
     def relate(self, name: str, latent: np.ndarray) -> np.ndarray:
@@ -243,8 +261,18 @@ class PosePredictor:
         crop, _ = crop_square(frame, float(cx), float(cy), float(side), self.image_size)
         return crop, float(cx), float(cy), float(side)
 
-    def predict_image(self, rgb: np.ndarray, box: Iterable[float] | None = None, flip_test: bool = False) -> PoseResult:
-        """One image (H, W, 3) uint8 RGB (grey, RGBA, 16-bit are converted) -> PoseResult with T = 1."""
+    def predict_image(self, rgb: np.ndarray, box: Iterable[float] | None = None, flip_test: bool = False,
+                      method: str = "fit") -> PoseResult:  # fmt: skip
+        """One image (H, W, 3) uint8 RGB (grey, RGBA, 16-bit are converted) -> PoseResult with T = 1.
+
+        ``method``: "fit" (default for real photos): MediaPipe Pose finds the person and its 2D
+        keypoints, G predicts from the crop, and the pose prior is fitted to the keypoints and to the
+        3D cues (MediaPipe's world landmarks, G's pose); "g": the image network G alone on the crop
+        (the paper's model; the person box still comes from the keypoint model when it finds one).
+        Nobody found and no ``box``: ``valid`` is False and the joints are G's guess on the whole image.
+        """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         img = as_rgb_uint8(rgb)
@@ -252,7 +280,13 @@ class PosePredictor:
         in_shape = np.shape(rgb)
         scale = img.shape[1] / in_shape[1] if len(in_shape) >= 2 and in_shape[1] else 1.0
         user_box = None if box is None else _box_array(box) * scale
-        det = detect_person(img, user_box)
+        if user_box is not None:
+            user_box = validate_box(user_box, img.shape[1], img.shape[0])
+        kp = detect_keypoints(img, user_box)
+        timings["keypoints"] = time.perf_counter() - t0
+        if kp is not None:
+            return self._predict_keypoints(img, kp, scale, flip_test, method, timings)
+        det = detect_person(img, user_box) if user_box is not None else _no_person(img)
         t1 = time.perf_counter()
         crop, cx, cy, side = self._crop(img, det.box)
         t2 = time.perf_counter()
@@ -266,6 +300,29 @@ class PosePredictor:
             other_boxes=(np.asarray(others, np.float32) / scale).reshape(-1, 4), timings=timings,
         )  # fmt: skip
 
+    def _predict_keypoints(self, img: np.ndarray, kp: PersonKeypoints, scale: float, flip_test: bool, method: str,
+                           timings: dict[str, float]) -> PoseResult:  # fmt: skip
+        """The person the keypoint model found in ``img`` (working pixels) -> PoseResult (input pixels)."""
+        t1 = time.perf_counter()
+        crop, cx, cy, side = self._crop(img, kp.box)
+        timings["crop"] = time.perf_counter() - t1
+        joints, z = self._joints(*self._crop_latents(crop[None], flip_test, timings), timings)
+        joints2d = project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side]))
+        if method == "fit":
+            t2 = time.perf_counter()
+            with torch.inference_mode(False), intra_op_threads(1):
+                fit = self.fitter.fit(kp.joints2d[None], kp.conf[None], img.shape[:2], world3d=kp.world3d[None],
+                                      z_start=np.clip(z, -1.0, 1.0))  # fmt: skip
+            joints, z, joints2d = fit.joints3d.astype(np.float32), fit.z.astype(np.float32), fit.joints2d
+            timings["fit"] = time.perf_counter() - t2
+        return PoseResult(
+            joints3d=joints, z=z, boxes=(np.asarray(kp.box, np.float32) / scale)[None],
+            scores=np.array([kp.score], np.float32), valid=np.array([True]), fps=30.0,
+            joints2d=(np.asarray(joints2d, np.float32) / scale), timings=timings,
+            keypoints2d=(kp.joints2d / scale).astype(np.float32)[None], keypoint_conf=kp.conf.astype(np.float32)[None],
+            method=method,
+        )  # fmt: skip
+
     def predict_clip(
         self,
         frames: np.ndarray | str | os.PathLike[str] | Iterable[np.ndarray],
@@ -277,6 +334,7 @@ class PosePredictor:
         progress: Callable[[int, int | None], None] | None = None,
         detect_every: int = CLIP_DETECT_EVERY,
         clip_memory_bytes: int = CLIP_MEMORY_BYTES,
+        method: str = "fit",
     ) -> PoseResult:
         """A clip -> PoseResult with one row per frame.
 
@@ -289,11 +347,16 @@ class PosePredictor:
             max_side: videos are downscaled to this long side while decoding (bounded memory);
                 boxes and 2D joints are reported in the video's own pixels.
             progress: called as progress(done_frames, total_or_None) while decoding.
-            detect_every: run the person detector on every k-th frame (tracked in between).
+            detect_every: unused (kept for callers of earlier versions: MediaPipe's tracking mode runs its
+                detector only when it loses the person).
+            method: "fit" (the pose prior fitted to every frame's keypoints with a smoothness term over
+                time, started from G) or "g" (G alone), as in :meth:`predict_image`.
             clip_memory_bytes: decoded frames kept for cropping; a longer video is decoded twice.
         """
         from nlrd.data.video import iter_video, probe_video, stack_frames
 
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if refine and self.motion is None:
             raise ValueError("refine=True needs the motion prior (checkpoints/motion_ae.safetensors)")
         timings: dict[str, float] = {}
@@ -349,18 +412,32 @@ class PosePredictor:
                 yield rgb
 
         t0 = time.perf_counter()
-        if user_box is None:
-            track: PersonTrack = track_person(stream(), fps=fps, detect_every=detect_every, workers=self._workers())
-            boxes, scores, valid = track.boxes, track.scores.astype(np.float32), track.found.astype(bool)
-            n_frames = boxes.shape[0]
-            timings["track"] = time.perf_counter() - t0 - timings["decode"]
-        else:
-            n_frames = sum(1 for _ in stream())
-            if n_frames == 0:
-                raise ValueError("the clip has no frames")
-            w, h = size[0]
+        # MediaPipe Pose in its tracking mode follows the person (within the user's box when given).
+        kps = detect_keypoints_clip(stream(), box=user_box)
+        n_frames = len(kps)
+        if n_frames == 0:
+            raise ValueError("the clip has no frames")
+        timings["keypoints"] = time.perf_counter() - t0 - timings["decode"]
+        w, h = size[0]
+        found = np.array([k is not None for k in kps])
+        kp2d = np.full((n_frames, self.skeleton.num_joints, 2), np.nan, np.float32)
+        kpconf = np.zeros((n_frames, self.skeleton.num_joints), np.float32)
+        world = np.zeros((n_frames, self.skeleton.num_joints, 3), np.float32)
+        scores = np.zeros(n_frames, np.float32)
+        for t_idx, k in enumerate(kps):
+            if k is not None:
+                kp2d[t_idx], kpconf[t_idx], world[t_idx], scores[t_idx] = k.joints2d, k.conf, k.world3d, k.score
+        if user_box is not None:
             boxes = np.repeat(validate_box(user_box, w, h)[None], n_frames, 0)  # the user's box clipped to the frame
             scores, valid = np.ones(n_frames, np.float32), np.ones(n_frames, bool)
+        elif found.any():
+            known = np.flatnonzero(found)
+            boxes = _interp_boxes(np.arange(n_frames), known, np.stack([kps[i].box for i in known]).astype(np.float64))
+            valid = found.copy()
+        else:
+            boxes = np.repeat(np.array([[0.0, 0.0, w, h]]), n_frames, 0)  # nobody: whole frames, flagged invalid
+            valid = np.zeros(n_frames, bool)
+        del kps
 
         # Pass 2: crops in chunks through G (from the kept frames, the array, or a second decode).
         if path is None:
@@ -417,9 +494,19 @@ class PosePredictor:
             joints = self._decode(z)
             timings["refine"] = time.perf_counter() - t
         joints2d = project_to_image(joints, sq[:, 0], sq[:, 1], sq[:, 2])
+        if method == "fit" and found.any():
+            # The prior fitted to every frame's keypoints at once, smooth over time, started from G.
+            t = time.perf_counter()
+            rows = np.flatnonzero(found & (kpconf > 0).sum(1).astype(bool))
+            with torch.inference_mode(False), intra_op_threads(1):
+                fit = self.fitter.fit(kp2d[rows], kpconf[rows], (size[0][1], size[0][0]), world3d=world[rows],
+                                      z_start=np.clip(z[rows], -1.0, 1.0), temporal=True)  # fmt: skip
+            joints, z, joints2d = joints.copy(), z.copy(), joints2d.copy()
+            joints[rows], z[rows], joints2d[rows] = fit.joints3d, fit.z, fit.joints2d
+            timings["fit"] = time.perf_counter() - t
         return PoseResult(joints3d=joints, z=z.astype(np.float32), boxes=(np.asarray(boxes) / scale).astype(np.float32),
                           scores=scores, valid=valid, fps=fps, joints2d=(joints2d / scale).astype(np.float32),
-                          timings=timings)  # fmt: skip
+                          timings=timings, keypoints2d=kp2d / scale, keypoint_conf=kpconf, method=method)  # fmt: skip
 
 
 def _add(timings: dict[str, float], key: str, seconds: float) -> None:
@@ -485,6 +572,12 @@ def load_relation_nets(folder: Path, pose: PosePrior | None = None) -> dict[str,
         return {}
     loaded = (load_relation_net(path, pose) for path in sorted(folder.glob("*.safetensors")))
     return dict(item for item in loaded if item is not None)
+
+
+def _no_person(img: np.ndarray) -> PersonDetection:
+    """The answer when the keypoint model finds nobody: the whole image, flagged as a fallback."""
+    h, w = img.shape[:2]
+    return PersonDetection(box=np.array([0.0, 0.0, w, h], np.float64), score=0.0, fallback=True, source="fallback")
 
 
 class NoPersonError(ValueError):

@@ -1,0 +1,220 @@
+"""Real photos of people: how the predictor's paths follow a real person, side by side in one run.
+
+Usage::
+
+    python benchmarks/real_photos.py --data-root ../shared/data                  # everything (a few minutes)
+    python benchmarks/real_photos.py --data-root ../shared/data --photos 40 --renders 200 --sheet out/sheet.jpg
+
+Sections (each prints a markdown table; everything goes to ``--out`` as JSON):
+
+1. **Held-out real photos** (``nlrd.vision.heldout_exercise_photos``: a fixed list that nothing is
+   tuned on). The reference is MediaPipe Pose's own 2D joints. For G alone (the paper's image model
+   on the crop of MediaPipe's person box), the fitted path (the pose prior fitted to the keypoints
+   and 3D cues, started from G) and a constant mean pose placed in the same box: PCK@0.2 of the box
+   size over the 12 limb joints (shoulders, elbows, wrists, hips, knees, ankles; joints MediaPipe is
+   confident about), and torso front/back agreement with MediaPipe's world landmarks. The fitted
+   path is fitted to these very keypoints, so its 2D agreement says that the fit follows them (it
+   is not an independent accuracy); G alone and the constant pose are independent of them.
+2. **Renders with 3D labels** (the fixed target-test set): MPJPE and PA-MPJPE (mm) of G alone, the
+   fitted path (MediaPipe run on the upscaled renders) and MediaPipe's world landmarks mapped to the
+   17 joints, on the renders where MediaPipe finds the person; both bone-length protocols for the fit.
+3. **No person**: confident people reported on the Kodak backgrounds (photos without people).
+4. **Speed**: median ms per held-out photo end to end for each path, and for MediaPipe alone.
+
+``--sheet`` writes a contact sheet (G alone | fitted | constant pose over each photo) to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from nlrd.data.images import load_image
+from nlrd.data.paths import resolve_data_root
+from nlrd.data.testsets import load_test_set
+from nlrd.fit import torso_faces_camera
+from nlrd.inference import PosePredictor, project_to_image
+from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.skeleton import H36M_17
+from nlrd.vision import detect_keypoints, heldout_exercise_photos
+
+LIMBS = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "l_hip", "l_knee", "l_ankle",
+         "r_hip", "r_knee", "r_ankle")  # fmt: skip
+CONFIDENT = 0.5  # reference joints below this MediaPipe confidence are not scored
+PCK_FRACTION = 0.2
+
+
+def limb_indices() -> np.ndarray:
+    names = [n.replace("-", "_").lower() for n in H36M_17.joint_names]
+    return np.array([names.index(n) for n in LIMBS])
+
+
+def pck(pred: np.ndarray, ref: np.ndarray, conf: np.ndarray, box: np.ndarray) -> tuple[int, int]:
+    """(hits, scored) of (J, 2) predictions against (J, 2) reference joints within 0.2 of the box size."""
+    idx = limb_indices()
+    size = max(box[2] - box[0], box[3] - box[1])
+    ok = conf[idx] >= CONFIDENT
+    d = np.linalg.norm(pred[idx] - ref[idx], axis=-1)
+    return int(((d <= PCK_FRACTION * size) & ok).sum()), int(ok.sum())
+
+
+def mean_pose_2d(predictor: PosePredictor, box: np.ndarray) -> np.ndarray:
+    """(17, 2) px: the prior's mean pose (z = 0, seen from the front) placed in the box as the renders frame it."""
+    joints = predictor.decode(np.zeros((1, predictor.pose.latent_dim), np.float32))
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = max(box[2] - box[0], box[3] - box[1]) * 1.4
+    return project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side]))[0]
+
+
+def draw(img: np.ndarray, joints2d: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    out = img.copy()
+    t = max(2, img.shape[1] // 200)
+    for j, p in enumerate(H36M_17.parents):
+        if p >= 0:
+            a, b = joints2d[j], joints2d[p]
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                cv2.line(out, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), colour, t, cv2.LINE_AA)
+    return out
+
+
+def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int) -> tuple[dict[str, Any], list[np.ndarray]]:
+    counts = {k: [0, 0] for k in ("G alone", "fitted", "constant mean pose")}
+    facing_agree = {"G alone": [0, 0], "fitted": [0, 0]}
+    times: dict[str, list[float]] = {"MediaPipe alone": [], "G alone": [], "fitted": []}
+    found, rows = 0, []
+    for path in photos:
+        img = load_image(path)
+        t0 = time.perf_counter()
+        kp = detect_keypoints(img)
+        times["MediaPipe alone"].append(time.perf_counter() - t0)
+        if kp is None:
+            continue
+        found += 1
+        t1 = time.perf_counter()
+        g = predictor.predict_image(img, method="g")
+        t2 = time.perf_counter()
+        f = predictor.predict_image(img, method="fit")
+        t3 = time.perf_counter()
+        times["G alone"].append(t2 - t1)
+        times["fitted"].append(t3 - t2)
+        ref_facing = bool(torso_faces_camera(kp.world3d[None])[0])
+        const = mean_pose_2d(predictor, kp.box)
+        for name, pred2d in (("G alone", g.joints2d[0]), ("fitted", f.joints2d[0]), ("constant mean pose", const)):
+            h, n = pck(pred2d, kp.joints2d, kp.conf, kp.box)
+            counts[name][0] += h
+            counts[name][1] += n
+        for name, res in (("G alone", g), ("fitted", f)):
+            facing_agree[name][0] += int(bool(torso_faces_camera(res.joints3d)[0]) == ref_facing)
+            facing_agree[name][1] += 1
+        if len(rows) < sheet_rows:
+            panels = [draw(img, g.joints2d[0], (255, 80, 0)), draw(img, f.joints2d[0], (0, 200, 0)),
+                      draw(img, const, (0, 120, 255))]
+            h = 240
+            rows.append(np.concatenate([cv2.resize(p, (int(p.shape[1] * h / p.shape[0]), h)) for p in panels], axis=1))
+    res: dict[str, Any] = {"photos": len(photos), "person_found": found}
+    res["pck@0.2"] = {k: (h / n if n else None) for k, (h, n) in counts.items()}
+    res["front_back_agreement"] = {k: (a / n if n else None) for k, (a, n) in facing_agree.items()}
+    res["median_ms"] = {k: float(np.median(v) * 1000) if v else None for k, v in times.items()}
+    res["median_ms"]["fitted path, end to end"] = res["median_ms"]["fitted"]
+    return res, rows
+
+
+def renders_section(predictor: PosePredictor, data: Path, data_root: Path, n: int, upscale: int) -> dict[str, Any]:
+    from nlrd.evaluation import predict_joints
+
+    ts = load_test_set("target_test", data, data_root)
+    images, gt = ts["images"][:n], ts["joints3d"][:n]
+    g_joints = predict_joints(predictor.encoder, predictor.pose.decoder, images)
+    rows: dict[str, list[np.ndarray]] = {"G alone": [], "fitted": [], "fitted (canonical bones)": [], "MediaPipe world": []}
+    keep = []
+    for i, im in enumerate(images):
+        big = cv2.resize(im, (im.shape[1] * upscale, im.shape[0] * upscale), interpolation=cv2.INTER_CUBIC)
+        kp = detect_keypoints(big)
+        if kp is None:
+            continue
+        keep.append(i)
+        z_g = predictor.pose.encode(g_joints[i : i + 1])
+        with torch.inference_mode(False):
+            fit = predictor.fitter.fit(kp.joints2d[None], kp.conf[None], big.shape[:2], world3d=kp.world3d[None],
+                                       z_start=np.clip(z_g, -1, 1))  # fmt: skip
+        rows["fitted"].append(fit.joints3d[0])
+        rows["fitted (canonical bones)"].append(fit.joints3d_canonical[0])
+        rows["MediaPipe world"].append(kp.world3d)
+        rows["G alone"].append(g_joints[i])
+    idx = np.array(keep, int)
+    out: dict[str, Any] = {"renders": int(len(images)), "person_found": int(len(idx))}
+    for name, preds in rows.items():
+        p = np.stack(preds) if preds else np.zeros((0, 17, 3))
+        out[name] = {"mpjpe_mm": float(mpjpe(p, gt[idx])) if len(p) else None,
+                     "pa_mpjpe_mm": float(pa_mpjpe(p, gt[idx])) if len(p) else None}  # fmt: skip
+    return out
+
+
+def backgrounds_section(data_root: Path) -> dict[str, Any]:
+    folder = data_root / "backgrounds" / "kodak"
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    people = [p.name for p in paths if detect_keypoints(load_image(p)) is not None]
+    return {"photos": len(paths), "confident_people": len(people), "where": people}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--data", default="data", help="prepared data folder (target-test renders cache)")
+    p.add_argument("--checkpoints", default=None)
+    p.add_argument("--photos", type=int, default=0, help="held-out photos to use (0: all)")
+    p.add_argument("--renders", type=int, default=300)
+    p.add_argument("--upscale", type=int, default=3, help="renders are upscaled by this before MediaPipe")
+    p.add_argument("--sheet", default=None, help="write a contact sheet (JPEG) of the first photos")
+    p.add_argument("--sheet-rows", type=int, default=16)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    root = resolve_data_root(args.data_root)
+    predictor = PosePredictor.from_pretrained(args.checkpoints, device="cpu")
+    photos = heldout_exercise_photos(root)
+    photos = photos[: args.photos] if args.photos else photos
+    t0 = time.perf_counter()
+    res_photos, rows = photos_section(predictor, photos, args.sheet_rows if args.sheet else 0)
+    result: dict[str, Any] = {"real_photos": res_photos, "renders": renders_section(predictor, Path(args.data), root,
+                                                                                      args.renders, args.upscale),
+                              "no_person": backgrounds_section(root), "seconds": 0.0}  # fmt: skip
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    rp = result["real_photos"]
+    print(f"\n### Held-out real photos ({rp['photos']} photos, a person found in {rp['person_found']})\n")
+    print("| path | PCK@0.2 vs MediaPipe (12 limb joints) | torso front/back agreement | median ms / photo |")
+    print("|---|---:|---:|---:|")
+    for k in ("G alone", "fitted", "constant mean pose"):
+        fb = rp["front_back_agreement"].get(k)
+        ms = rp["median_ms"].get(k)
+        print(f"| {k} | {rp['pck@0.2'][k]:.3f} | {'-' if fb is None else f'{fb:.3f}'} | {'-' if ms is None else f'{ms:.0f}'} |")
+    print(f"| MediaPipe alone | (reference) | (reference) | {rp['median_ms']['MediaPipe alone']:.0f} |")
+    rr = result["renders"]
+    print(f"\n### Target-test renders with 3D labels ({rr['renders']} renders, MediaPipe finds {rr['person_found']})\n")
+    print("| path | MPJPE (mm) | PA-MPJPE (mm) |\n|---|---:|---:|")
+    for k in ("G alone", "fitted", "fitted (canonical bones)", "MediaPipe world"):
+        print(f"| {k} | {rr[k]['mpjpe_mm']:.1f} | {rr[k]['pa_mpjpe_mm']:.1f} |")
+    nb = result["no_person"]
+    print(f"\n### No person: {nb['confident_people']} confident people on {nb['photos']} Kodak backgrounds {nb['where']}")
+    print(f"\n{result['seconds']} s")
+    if args.sheet and rows:
+        width = max(r.shape[1] for r in rows)
+        sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows], axis=0)
+        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(args.sheet, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        print(f"contact sheet (G alone | fitted | constant pose): {args.sheet}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
