@@ -50,7 +50,7 @@ from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.crop import crop_square, square_box
 from nlrd.data.detection import PersonDetection, _interp_boxes, detect_person, track_person, validate_box
 from nlrd.data.images import as_rgb_uint8
-from nlrd.fit import START_CHECKPOINT, PoseFitter, load_start_net
+from nlrd.fit import START_CHECKPOINT, FitConfig, PoseFitter, load_start_net
 from nlrd.kinematics import relength
 from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_image_encoder, encode_images
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
@@ -64,6 +64,9 @@ IMAGE_CHECKPOINTS = (ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
 RENDER_MARGIN, RENDER_PAD_MM = 1.12, 130.0  # the renderer's crop fit, used to place 2D projections
 METHODS = ("fit", "g")  # PoseResult.method: the prior fitted to the keypoints, or the image network G alone
+# Weight of the clip fit's smoothness term: 8 copies of one photo as a clip gave fitted joints 29.5 mm apart
+# (mean) at 1, 14.5 at 10, 14.0 at 100 (MediaPipe's tracked keypoints move by a few px between the copies).
+CLIP_SMOOTHNESS = 10.0
 CLIP_CHUNK = 16  # crops per G forward pass for clips (per crop, 16 ran faster than 8 or 64 on one core)
 CLIP_DETECT_EVERY = 5  # clips: HOG on every 5th frame, tracked in between
 CLIP_MEMORY_BYTES = 1 << 30  # decoded frames kept for cropping; beyond, the video is decoded twice
@@ -163,7 +166,7 @@ class PosePredictor:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if fitter is not None and fitter.prior is not pose:
             raise ValueError("the fitter must fit the predictor's own pose prior (G's latents start it)")
-        self.fitter = fitter if fitter is not None else PoseFitter(pose)
+        self.fitter = fitter if fitter is not None else PoseFitter(pose, config=FitConfig(temporal=CLIP_SMOOTHNESS))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto",
@@ -183,7 +186,8 @@ class PosePredictor:
         encoder = load_image_encoder(image_ck, pose)
         relations = load_relation_nets(folder / "relations", pose)
         start_ck = folder / START_CHECKPOINT.name
-        fitter = PoseFitter(pose, load_start_net(start_ck, device=dev) if start_ck.exists() else None)
+        start_net = load_start_net(start_ck, device=dev) if start_ck.exists() else None
+        fitter = PoseFitter(pose, start_net, FitConfig(temporal=CLIP_SMOOTHNESS))
         meta = {"image_checkpoint": image_ck.name}
         return cls(encoder, pose, motion, dev, meta=meta, relations=relations, num_threads=num_threads,
                    checkpoint_dir=folder, fitter=fitter)  # fmt: skip

@@ -1,0 +1,90 @@
+"""The predictor on real photos: MediaPipe finds the person, the fitted path follows it, nobody is
+reported on photos without people, and both methods stay selectable (real data: skips without it)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlrd.data.images import load_image
+from nlrd.fit import torso_faces_camera
+from nlrd.inference import PosePredictor
+from nlrd.vision import detect_keypoints, heldout_exercise_photos
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from real_photos import mean_pose_2d, pck  # noqa: E402
+
+N_PHOTOS = 12  # the first held-out photos: enough to separate the paths, quick on 2 cores
+
+
+@pytest.fixture(scope="module")
+def predictor() -> PosePredictor:
+    return PosePredictor.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(data_root: Path) -> list[Path]:
+    found = heldout_exercise_photos(data_root)
+    if not found:
+        pytest.skip(f"no exercise photos under {data_root}")
+    return found[:N_PHOTOS]
+
+
+def test_fitted_path_follows_real_people_better_than_g_and_a_constant_pose(predictor: PosePredictor,
+                                                                            photos: list[Path]) -> None:  # fmt: skip
+    hits = {"fit": [0, 0], "g": [0, 0], "constant": [0, 0]}
+    facing = []
+    for path in photos:
+        img = load_image(path)
+        kp = detect_keypoints(img)
+        if kp is None:
+            continue
+        fit, g = predictor.predict_image(img), predictor.predict_image(img, method="g")
+        assert fit.method == "fit" and g.method == "g" and fit.valid[0] and fit.keypoints2d is not None
+        np.testing.assert_allclose(fit.keypoints2d[0], kp.joints2d, atol=1e-3)  # the same keypoints, input pixels
+        for name, pred in (("fit", fit.joints2d[0]), ("g", g.joints2d[0]), ("constant", mean_pose_2d(predictor, kp.box))):
+            h, n = pck(pred, kp.joints2d, kp.conf, kp.box)
+            hits[name][0] += h
+            hits[name][1] += n
+        facing.append(bool(torso_faces_camera(fit.joints3d)[0]) == bool(torso_faces_camera(kp.world3d[None])[0]))
+    rate = {k: h / max(n, 1) for k, (h, n) in hits.items()}
+    assert hits["fit"][1] > 50, hits
+    assert rate["fit"] >= 0.9, rate
+    assert rate["fit"] > rate["constant"] + 0.3 and rate["fit"] > rate["g"] + 0.3, rate
+    assert np.mean(facing) >= 0.8, facing
+
+
+def test_nobody_on_photos_without_people(predictor: PosePredictor, data_root: Path) -> None:
+    folder = data_root / "backgrounds" / "kodak"
+    paths = sorted(folder.glob("*"))[:6] if folder.is_dir() else []
+    if not paths:
+        pytest.skip(f"no background photos under {folder}")
+    for path in paths:
+        res = predictor.predict_image(load_image(path))
+        assert not res.valid[0] and res.scores[0] == 0.0 and res.keypoints2d is None, path.name
+
+
+def test_method_is_checked_and_a_box_restricts_the_search(predictor: PosePredictor, photos: list[Path]) -> None:
+    img = load_image(photos[0])
+    with pytest.raises(ValueError, match="method must be one of"):
+        predictor.predict_image(img, method="magic")
+    h, w = img.shape[:2]
+    res = predictor.predict_image(img, box=(0, 0, 40, 40))  # a corner with nobody in it: the box is used as given
+    assert res.valid[0] and res.method == "g" and res.keypoints2d is None
+    assert np.allclose(res.boxes[0], [0, 0, 40, 40], atol=1)
+    full = predictor.predict_image(img, box=(0, 0, w, h))
+    assert full.method == "fit" and full.keypoints2d is not None
+
+
+def test_clip_fit_is_smooth_and_reports_keypoints(predictor: PosePredictor, photos: list[Path]) -> None:
+    img = load_image(photos[0])
+    frames = np.stack([img] * 8)
+    res = predictor.predict_clip(frames, fps=30.0)
+    assert res.method == "fit" and res.valid.all() and res.keypoints2d.shape == (8, 17, 2)
+    # the same frame eight times: the fitted poses agree with one another (MediaPipe's tracked keypoints
+    # still move by a few px between the frames, and joints it barely sees move most in depth)
+    spread = np.linalg.norm(res.joints3d - res.joints3d.mean(0), axis=-1)
+    assert spread.mean() < 25.0, spread.mean()
