@@ -44,7 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import gradio as gr
+
+# No telemetry and no version check: set before gradio is imported, since both read it then (and the
+# version check would make a network request at every start). The app promises nothing leaves the machine.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import gradio as gr  # noqa: E402
 import numpy as np
 import plotly.graph_objects as go
 import torch

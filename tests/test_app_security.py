@@ -144,3 +144,18 @@ def test_runs_dir_inside_the_checkpoints_is_refused(app_module: ModuleType) -> N
 @pytest.fixture(scope="module")
 def app_module(app_helpers: ModuleType) -> ModuleType:
     return app_helpers.load_app_module()
+
+
+def test_importing_the_app_turns_gradio_telemetry_and_version_check_off() -> None:
+    """Gradio phones home (telemetry and a version check at every start) unless told not to before it is
+    imported; the app promises that nothing leaves the machine."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ.pop('GRADIO_ANALYTICS_ENABLED', None); import app; "
+            "from gradio import analytics; print(analytics.analytics_enabled())")  # fmt: skip
+    env = {k: v for k, v in __import__("os").environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
