@@ -38,6 +38,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ValueError(f"{str(path)!r} does not exist")
     box = _parse_box(args.box) if args.box else None
+    _check_outputs(args)  # before inference: a bad output path must not cost the user the whole run
     video = path.suffix.lower() in VIDEO_SUFFIXES
     if args.refine and not video:
         raise ValueError("--refine needs a video input")
@@ -62,6 +63,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{path.name}: {result.num_frames} frame(s), person found in {found}, model {predictor.meta.get('image_checkpoint')}, "
           f"{time.perf_counter() - t0:.1f} s" + (f"; wrote {', '.join(written)}" if written else ""))  # fmt: skip
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every requested output file can be written: its folder exists and is writable, it is not a folder."""
+    import os
+
+    for flag in ("out", "npz", "bvh", "glb"):
+        value = getattr(args, flag, None)
+        if not value:
+            continue
+        out = Path(value)
+        parent = out.parent if str(out.parent) else Path(".")
+        if out.is_dir():
+            raise ValueError(f"--{flag} {value!r} is a folder; give a file name")
+        if not parent.is_dir():
+            raise ValueError(f"--{flag} {value!r}: the folder {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise ValueError(f"--{flag} {value!r}: the folder {str(parent)!r} is not writable")
 
 
 def _parse_box(text: str) -> list[float]:
@@ -103,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable input, full device, ...: one line, not a traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
 
 

@@ -120,6 +120,8 @@ def test_predict_video_writes_bvh_and_glb(files, tmp_path, capsys) -> None:
         ("photo.png", ["--box", "500,500,600,600"], "outside"),
         ("photo.png", ["--refine"], "needs a video"),
         ("clip.mp4", ["--box", "30,20,10,100"], "x1 > x0"),
+        ("photo.png", ["--out", "/nonexistent-folder/p.json"], "does not exist"),
+        ("photo.png", ["--glb", "/"], "is a folder"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(files, name, extra, message, capsys) -> None:
