@@ -1554,13 +1554,48 @@ class RefuseUrlFiles:
         await self.app(scope, receive, send)
 
 
+# Served files that a browser would run as a page or script: user uploads could carry them, so they are
+# only ever downloaded, never shown from the app's origin.
+_ACTIVE_TYPES = ("text/html", "application/xhtml", "image/svg", "text/xml", "application/xml", "javascript")
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                     (b"x-frame-options", b"SAMEORIGIN")]  # fmt: skip
+
+
+class SafeFileHeaders:
+    """ASGI middleware: security headers on every answer, and files of the file route that a browser
+    would render as active content (HTML, SVG, XML, scripts) served as attachments of type
+    ``application/octet-stream`` instead of inline."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        file_route = "/file=" in scope.get("path", "") or "/file/" in scope.get("path", "")
+
+        async def guarded(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in {h for h, _ in _SECURITY_HEADERS}]
+                ctype = next((v.decode("latin-1").lower() for k, v in headers if k.lower() == b"content-type"), "")
+                if file_route and any(t in ctype for t in _ACTIVE_TYPES):
+                    headers = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-disposition")]
+                    headers += [(b"content-type", b"application/octet-stream"), (b"content-disposition", b"attachment")]
+                message = {**message, "headers": headers + _SECURITY_HEADERS}
+            await send(message)
+
+        await self.app(scope, receive, guarded)
+
+
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, max_upload_mb: float = 50.0,
                prevent_thread_lock: bool = False, quiet: bool = False) -> tuple[Any, str, str]:  # fmt: skip
     """Queue and launch ``demo`` with the app's theme and CSS, serving only its temp dir and examples folder.
 
     Hardening: uploads above ``max_upload_mb`` are refused; no share link, server-side rendering,
     MCP server, monitoring dashboard or run history (no extra routes, nothing stored or sent
-    elsewhere); URL fetches through the file route are refused (:class:`RefuseUrlFiles`).
+    elsewhere); URL fetches through the file route are refused (:class:`RefuseUrlFiles`); uploaded pages and
+    scripts are only served as downloads, with security headers on every answer (:class:`SafeFileHeaders`).
     """
     ctx: AppContext = demo.nlrd_context  # type: ignore[attr-defined]
     allowed = [str(ctx.temp_dir)] + ([str(ctx.examples_dir)] if ctx.examples_dir else [])
@@ -1569,7 +1604,7 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860
         server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024), allowed_paths=allowed,
         prevent_thread_lock=prevent_thread_lock, quiet=quiet, theme=gr.themes.Soft(primary_hue="blue"), css=CSS,
         footer_links=["api", "gradio"], share=False, ssr_mode=False, mcp_server=False, enable_monitoring=False,
-        run_history=False, app_kwargs={"middleware": [Middleware(RefuseUrlFiles)]},
+        run_history=False, app_kwargs={"middleware": [Middleware(RefuseUrlFiles), Middleware(SafeFileHeaders)]},
     )  # fmt: skip
 
 

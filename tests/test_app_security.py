@@ -114,6 +114,22 @@ def test_upload_size_is_limited(server: str) -> None:
     assert _get(server, f"/gradio_api/file={path}/../../../../app.py")[0] in (403, 404)
 
 
+def test_uploaded_pages_are_served_as_downloads_only(server: str) -> None:
+    import httpx
+
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    for name, mime in (("page.html", "text/html"), ("pic.svg", "image/svg+xml")):
+        up = httpx.post(f"{server}gradio_api/upload", files={"files": (name, page, mime)}, timeout=60)
+        assert up.status_code == 200
+        got = httpx.get(f"{server}gradio_api/file={up.json()[0]}", timeout=60)
+        assert got.status_code == 200
+        assert got.headers["content-type"] == "application/octet-stream", got.headers
+        assert got.headers["content-disposition"].startswith("attachment"), got.headers
+        assert got.headers["x-content-type-options"] == "nosniff"
+    home = httpx.get(server, timeout=60)
+    assert home.headers["x-content-type-options"] == "nosniff" and home.headers["x-frame-options"] == "SAMEORIGIN"
+
+
 def test_no_extra_routes(server: str) -> None:
     for path in ("/gradio_api/runs", "/monitoring", "/gradio_api/mcp/sse"):
         assert _get(server, path)[0] in (403, 404), path
