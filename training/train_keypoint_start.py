@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ class StartTrainConfig:
     steps: int = 6000
     minutes: float = 8.0  # stop earlier when the time is up (the schedule follows the time)
     batch: int = 256
-    decoded_batch: int = 96  # rows of each batch that also get the decoded-pose loss (Dp is the costly part)
+    decoded_batch: int = 64  # rows of each batch that also get the decoded-pose loss (Dp is the costly part)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     pool: int = 100_000  # views with precomputed targets
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         extra={"pose_prior": {"fingerprint": net.prior_fingerprint, "file": prior_path.name,
                               "created": prior.meta.get("created")},
                "steps": step, "train_seconds": round(train_seconds, 1), "threads": args.threads,
+               "command": "python -m training.train_keypoint_start " + " ".join(argv if argv is not None else sys.argv[1:]),
                "metrics_note": "val split, decoded start alone (no fit), canonical lengths, benchmark noise; "
                                "_cue: with the noisy 3D cue as input, _2d: keypoints only"},
     )  # fmt: skip

@@ -37,7 +37,7 @@ class KeypointStartConfig:
 
     num_joints: int = 17
     latent_dim: int = 32
-    hidden: int = 512
+    hidden: int = 384
     depth: int = 3  # residual blocks
     world_unit_mm: float = 1000.0  # the 3D cue enters in metres
     skeleton: str = "h36m_17"
