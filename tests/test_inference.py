@@ -96,9 +96,9 @@ def test_clip_equals_per_frame_results_for_the_same_boxes(predictor: PosePredict
     np.testing.assert_allclose(np.concatenate([s.boxes for s in single]), clip.boxes)
     assert clip.valid.all() and clip.num_frames == N_FRAMES
     assert {"decode", "crop", "G", "Dp"} <= set(clip.timings) and {"detect", "crop", "G", "Dp"} <= set(single[0].timings)
-    # tracked clip: one row per frame, timings include the tracker
+    # followed clip: one row per frame, timings include the keypoint model (MediaPipe in tracking mode)
     tracked = predictor.predict_clip(frames)
-    assert tracked.joints3d.shape == (N_FRAMES, 17, 3) and "track" in tracked.timings
+    assert tracked.joints3d.shape == (N_FRAMES, 17, 3) and "keypoints" in tracked.timings
 
 
 def test_worker_threads_do_not_change_the_result(predictor: PosePredictor) -> None:
