@@ -38,6 +38,7 @@ import torch
 
 from nlrd.data.images import load_image
 from nlrd.data.paths import resolve_data_root
+from nlrd.data.poses import ensure_prepared
 from nlrd.data.testsets import load_test_set
 from nlrd.fit import torso_faces_camera
 from nlrd.inference import PosePredictor, project_to_image
@@ -129,6 +130,7 @@ def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int
 def renders_section(predictor: PosePredictor, data: Path, data_root: Path, n: int, upscale: int) -> dict[str, Any]:
     from nlrd.evaluation import predict_joints
 
+    ensure_prepared(data_root, data)  # the renders' poses come from the prepared mocap (made on first use)
     ts = load_test_set("target_test", data, data_root)
     images, gt = ts["images"][:n], ts["joints3d"][:n]
     g_joints = predict_joints(predictor.encoder, predictor.pose.decoder, images)

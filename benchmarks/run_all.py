@@ -154,6 +154,15 @@ class Script:
     args: list[str] = field(default_factory=list)
 
 
+def head_real_photos(r: dict[str, Any]) -> Headline:
+    pck = _get(r, "real_photos", "pck@0.2") or {}
+    return [("held-out real photos: fitted PCK@0.2 vs MediaPipe", _num(pck.get("fitted"), ".3f")),
+            ("held-out real photos: G alone / constant pose",
+             f"{_num(pck.get('G alone'), '.3f')} / {_num(pck.get('constant mean pose'), '.3f')}"),
+            ("front/back agreement (fitted)", _num(_get(r, "real_photos", "front_back_agreement", "fitted"), ".3f")),
+            ("people on Kodak backgrounds", _num(_get(r, "no_person", "confident_people"), ".0f"))]  # fmt: skip
+
+
 # fmt: off
 SCRIPTS: tuple[Script, ...] = (
     Script("app_latency", ["--calls", "30", "--page-repeats", "2"], 180, head_app_latency),
@@ -166,6 +175,7 @@ SCRIPTS: tuple[Script, ...] = (
            threads_flag=None),
     Script("app_load", ["--clients", "8", "--seconds", "15"], 240, head_app_load),
     Script("adapt_session", ["--variants", "auto:default:default"], 300, head_adapt_session, args=["--app"]),
+    Script("real_photos", ["--photos", "60", "--renders", "60"], 600, head_real_photos, threads_flag=None),
 )
 # fmt: on
 
