@@ -13,8 +13,10 @@ Person score (``PersonKeypoints.score``): the pose detector's score of the detec
 were grown from (in clips: the detection that started the track), kept only when the landmark model
 also says a person is present (its pose-presence flag >= 0.5, MediaPipe's default). Detections below
 ``min_score`` (default :data:`MIN_SCORE` = 0.5, MediaPipe's default ``min_detection_confidence``) are
-not returned. Measured with the defaults (scripts/calibrate_landmarks.py and the tests): none of the
-18 people-free Kodak photos gives a person; see docs/results.md for the rates on real photos.
+not returned. Measured with the defaults (the threshold is MediaPipe's default, not tuned here): none of
+the 18 people-free Kodak background photos gives a person (the best score any of them reaches, with
+landmarks confirmed, is 0.35); a person is found in 97.9% of the 1,250 tuning exercise photos and 97.5%
+of the 320 held-out ones (nlrd.vision.heldout).
 
 Threading: a MediaPipe graph must not be used by two threads at once. Single images borrow a graph
 from a small pool (one per concurrent caller, kept for reuse), so concurrent calls run in parallel and
@@ -27,9 +29,7 @@ the project. 3D: mm, root-relative (pelvis at the origin), camera frame x right,
 from __future__ import annotations
 
 import math
-import os
 import threading
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,10 +47,17 @@ PRESENCE_THRESHOLD = 0.5  # the landmark model's pose-presence gate (MediaPipe's
 MAX_SIDE = 1280  # longer inputs are downscaled to this long side first: same landmarks, less resizing
 USER_BOX_PAD = 0.25  # a user box is grown by this fraction of its longer side on every side before cropping:
 #                      the detector needs some context around the person, and user boxes are tight
-BOX_PAD = 0.1  # PersonKeypoints.box: the landmarks' bounding box grown by this fraction of its longer side
-MAX_IDLE_GRAPHS = 4  # pooled single-image graphs kept per configuration (each holds ~30 MB of models)
+# PersonKeypoints.box: the box around the landmarks and the 17 joints (the calibrated head top lies above every
+# landmark) grown by this fraction of its longer side on every side, so that it matches the renders' silhouette
+# boxes, the boxes the image network's crop margin was measured on (median 0.026 over 747 renders,
+# scripts/calibrate_landmarks.py)
+BOX_PAD = 0.03
+MAX_IDLE_GRAPHS = 2  # idle single-image graphs kept for reuse, all configurations together (~80 MB each)
 
 _GRAPH_PATH = "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb"
+# the two thresholds of the graph (the names mediapipe.solutions.pose.Pose sets them by)
+_DETECTOR_PARAM = "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh"
+_PRESENCE_PARAM = "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator.threshold"
 _OUTPUTS = ["pose_landmarks", "pose_world_landmarks", "segmentation_mask", "pose_detection"]
 ArrayBox = Sequence[float] | np.ndarray
 
@@ -60,8 +67,8 @@ class PersonKeypoints:
     """One person found by MediaPipe Pose, in the input image's pixels.
 
     Attributes:
-        box: (4,) float32 x0, y0, x1, y1 px: the landmarks' bounding box grown by :data:`BOX_PAD` of its
-            longer side, clipped to the image (pixel edges, so at most (-0.5, -0.5, W - 0.5, H - 0.5)).
+        box: (4,) float32 x0, y0, x1, y1 px: the bounding box of the landmarks and ``joints2d`` grown by
+            :data:`BOX_PAD` of its longer side, clipped to the image (pixel edges, so at most (-0.5, -0.5, W - 0.5, H - 0.5)).
         score: person confidence in [0, 1] (the pose detector's score; see the module docstring).
         joints2d: (17, 2) float32 px, Human3.6M 17-joint order (nlrd.skeleton.H36M_17), from the
             calibrated landmark mapping (nlrd.vision.landmarks).
@@ -86,16 +93,39 @@ class PersonKeypoints:
 
 
 # ----------------------------------------------------------------------------- the MediaPipe graph
-def _solution_base() -> type:
-    """mediapipe's SolutionBase, imported on first use (importing mediapipe costs ~1 s and pulls in
-    its protobuf registry; `import nlrd` should not pay that)."""
-    os.environ.setdefault("GLOG_minloglevel", "2")  # the C++ graph's info/warning lines on stderr
-    # mediapipe 0.10.14 calls a deprecated protobuf helper on every frame; the warning is noise to users.
-    warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
-    import mediapipe.python.solutions.pose  # noqa: F401  (registers the pose graph's calculator options)
-    from mediapipe.python.solution_base import SolutionBase
+_SOLUTION_CLASS: type | None = None
+_SOLUTION_LOCK = threading.Lock()
 
-    return SolutionBase
+
+def _solution_class() -> type:
+    """mediapipe's SolutionBase with a warning-free proto getter, imported on first use (importing mediapipe
+    costs ~1 s and fills protobuf's registry; `import nlrd` should not pay that)."""
+    global _SOLUTION_CLASS
+    with _SOLUTION_LOCK:
+        if _SOLUTION_CLASS is None:
+            _SOLUTION_CLASS = _make_solution_class()
+        return _SOLUTION_CLASS
+
+
+def _make_solution_class() -> type:
+    import mediapipe.python.solutions.pose  # noqa: F401  (registers the pose graph's calculator options)
+    from google.protobuf import message_factory, symbol_database
+    from mediapipe.python._framework_bindings import _packet_getter
+    from mediapipe.python.solution_base import PacketDataType, SolutionBase
+
+    class Solution(SolutionBase):
+        def _get_packet_content(self, packet_data_type: PacketDataType, output_packet: Any) -> Any:
+            # mediapipe 0.10.14's own proto getter calls protobuf's deprecated GetPrototype, which warns on
+            # every frame; this is the same conversion through the supported GetMessageClass.
+            if packet_data_type != PacketDataType.PROTO or output_packet.is_empty():
+                return super()._get_packet_content(packet_data_type, output_packet)
+            name = _packet_getter._get_proto_type_name(output_packet)
+            cls = message_factory.GetMessageClass(symbol_database.Default().pool.FindMessageTypeByName(name))
+            msg = cls()
+            msg.ParseFromString(_packet_getter._get_serialized_proto(output_packet))
+            return msg
+
+    return Solution
 
 
 class _PoseGraph:
@@ -107,8 +137,7 @@ class _PoseGraph:
     """
 
     def __init__(self, *, video: bool, with_mask: bool, min_score: float, smooth: bool = True) -> None:
-        solution_base = _solution_base()
-        self._solution = solution_base(
+        self._solution = _solution_class()(
             binary_graph_path=_GRAPH_PATH,
             side_inputs={
                 "model_complexity": 1,  # the "full" landmark model: the only one inside the wheel
@@ -117,11 +146,7 @@ class _PoseGraph:
                 "smooth_segmentation": video and smooth,
                 "use_prev_landmarks": video,
             },
-            calculator_params={
-                "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": float(min_score),
-                "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator.threshold":
-                    PRESENCE_THRESHOLD,
-            },  # fmt: skip
+            calculator_params={_DETECTOR_PARAM: float(min_score), _PRESENCE_PARAM: PRESENCE_THRESHOLD},
             outputs=_OUTPUTS,
         )
 
@@ -134,18 +159,23 @@ class _PoseGraph:
 
 
 class _GraphPool:
-    """Idle single-image graphs per configuration; a borrowed graph is used by one thread only."""
+    """Idle single-image graphs, at most :data:`MAX_IDLE_GRAPHS` in all (the oldest is closed first); a
+    borrowed graph is used by one thread only, and a caller finding no idle graph of its configuration
+    builds one, so concurrent callers never wait for each other."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle: dict[tuple[bool, float], list[_PoseGraph]] = {}
+        self._idle: list[tuple[tuple[bool, float], _PoseGraph]] = []  # oldest first
 
     @contextmanager
     def borrow(self, with_mask: bool, min_score: float) -> Iterator[_PoseGraph]:
         key = (with_mask, float(min_score))
+        graph = None
         with self._lock:
-            idle = self._idle.get(key)
-            graph = idle.pop() if idle else None
+            for i in range(len(self._idle) - 1, -1, -1):
+                if self._idle[i][0] == key:
+                    graph = self._idle.pop(i)[1]
+                    break
         if graph is None:
             graph = _PoseGraph(video=False, with_mask=with_mask, min_score=min_score)
         try:
@@ -154,12 +184,11 @@ class _GraphPool:
             graph.close()  # a graph that raised may be in any state: never hand it out again
             raise
         with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < MAX_IDLE_GRAPHS:
-                idle.append(graph)
-                graph = None
-        if graph is not None:
-            graph.close()
+            self._idle.append((key, graph))
+            evicted = self._idle[:-MAX_IDLE_GRAPHS]
+            del self._idle[:-MAX_IDLE_GRAPHS]
+        for _, old in evicted:
+            old.close()
 
 
 _POOL = _GraphPool()
@@ -282,7 +311,7 @@ def _to_person(result: Any, view: _View, score: float, with_mask: bool) -> Perso
     conf33 = vp.min(axis=1)  # visible (not occluded) and present (inside the frame)
     joints2d, world3d, conf = landmarks_to_joints(xy, world, conf33)
     return PersonKeypoints(
-        box=_landmark_box(xy, view.shape),
+        box=_landmark_box(np.concatenate([xy, joints2d]), view.shape),
         score=float(np.clip(score, 0.0, 1.0)),
         joints2d=joints2d,
         conf=conf,
