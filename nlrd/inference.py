@@ -361,6 +361,8 @@ class PosePredictor:
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+            raise ValueError(f"detect_every must be a positive integer, got {detect_every!r}")
         if refine and self.motion is None:
             raise ValueError("refine=True needs the motion prior (checkpoints/motion_ae.safetensors)")
         timings: dict[str, float] = {}
