@@ -1175,7 +1175,7 @@ adapt itself to a new kind of footage without any 3D labels.
   the relation network applied to G's prediction for the original. This transfers the model to the new
   domain (real photos, new cameras) with no labels.
 
-See the README for the data sources, licences and measured accuracy of the shipped weights.
+See the README for the data sources and licences, and docs/results.md for the measured accuracy of the shipped weights.
 """
 
 

@@ -83,7 +83,7 @@ EVAL_IMAGES = 64  # labelled target renders of the error curve
 MAX_VIDEO_FRAMES = 300  # per uploaded video (10 s at 30 fps): the session is interactive
 VIDEO_MAX_SIDE = 640  # videos are decoded at this long side before tracking (the crop is 128 px)
 # One cheap frame-level relation, so a CPU session stays within about a minute. Pose-flip alone fell in
-# more seeds than pose-flip + inplane-10 on the shipped Gs (benchmarks/adapt_session.py; README), and
+# more seeds than pose-flip + inplane-10 on the shipped Gs (benchmarks/adapt_session.py; docs/results.md), and
 # the contrastive terms alone changed nothing in the ablation, so a default session leaves them out.
 CPU_TERMS = ("pose-flip",)
 CPU_STEPS = 60

@@ -1,4 +1,4 @@
-"""Retrain everything from scratch, then evaluate (the README times a run and compares it with the shipped weights).
+"""Retrain everything from scratch, then evaluate (docs/results.md times a run and compares it with the shipped weights).
 
     python -m training.pipeline --data-root ../shared/data --out-dir runs/pipeline
     python -m training.pipeline --out-dir checkpoints            # overwrite the shipped weights
@@ -24,11 +24,11 @@ from pathlib import Path
 
 ADAPT_STEPS = 300
 # Gs, then the oracle fine-tuned from it for 1,000 steps, which fits the 90-minute budget. The shipped Gs
-# and oracle come from longer recipes with data echoing (README, "Source image model Gs").
+# and oracle come from longer recipes with data echoing (docs/results.md, "Source image model Gs").
 SOURCE_STEPS, ORACLE_STEPS = 5000, 1000
 # Relation networks: pose relations take 1,500 cheap steps; motion relations 1,000 (see train_relations).
 RELATION_STEPS, MOTION_RELATION_STEPS = 1500, 1000
-# The priors' recipe, timed in the README ("Pose and motion priors"): every priors stage runs its
+# The priors' recipe, timed in docs/results.md ("Pose and motion priors"): every priors stage runs its
 # layers under bf16 autocast where the CPU has AMX, with fused Adam.
 POSE_STEPS, POSE_FT_STEPS, MOTION_STEPS, MOTION_FT_STEPS = 6000, 2000, 4000, 2500
 

@@ -20,7 +20,7 @@ Terms, any subset selectable by name:
 The relation networks T, the motion encoder Em and Dp are frozen. Each term has its own Adam
 optimiser and the terms are stepped in alternation, one per step, as in the authors' code.
 
-Stabilisers (measured on target-style validation renders; see the README's adaptation section):
+Stabilisers (measured on target-style validation renders; see docs/results.md, the adaptation section):
 the counterpart side G' is a frozen copy of Gs (a teacher) rather than G itself, and every term adds
 the identity relation against the teacher (|Dp(G(x)) - Dp(Gs(x))|), so a relation's optimum is the
 average of the teacher's prediction and the relation's image of the teacher's counterpart
@@ -64,16 +64,16 @@ class AdaptStageConfig:
     """Settings of one adaptation run."""
 
     # The default: the paper's ablation row "+CR+pose-flip+flip-backward", its best row on the target
-    # validation renders (README; the paper's full recipe adds "slow-backward"). The pipeline and the
+    # validation renders (docs/results.md; the paper's full recipe adds "slow-backward"). The pipeline and the
     # ablation run it. The shipped adapted G uses the ensemble term instead (terms=("ensemble",),
-    # steps=1200, with the frame pool), 4.2 mm better on target-test (README).
+    # steps=1200, with the frame pool), 4.2 mm better on target-test (docs/results.md).
     terms: tuple[str, ...] = ("lcr", "hcr", "pose-flip", "flip-backward")
     steps: int = 300
     clips: int = 2  # clips per motion step (each 30 frames; 60 rendered for the slow relations)
     frames: int = 64  # frames per lower-order step, drawn from the clips (or the whole pool)
     lr_contrastive: float = 5e-5
     lr_relation: float = 1e-4
-    # The ensemble term's peak learning rate; it decays along a cosine over ``steps`` (README: 3e-4 beat 1e-4 and 1e-3).
+    # The ensemble term's peak learning rate; it decays along a cosine over ``steps`` (docs/results.md: 3e-4 beat 1e-4 and 1e-3).
     lr_ensemble: float = 3e-4
     ensemble_angles: tuple[float, ...] = (10.0, -10.0)  # in-plane rotations (deg) of the ensemble's views, each also mirrored
     temperature: float = 0.07
@@ -223,7 +223,7 @@ class AdaptStage:
                                  f"got {arr.dtype} {arr.shape}")  # fmt: skip
             self.pool = torch.from_numpy(np.ascontiguousarray(arr))
         # Extra unlabelled single frames (N, H, W, 3) uint8 for the lower-order terms, drawn together with the
-        # clip pool's frames: more scenes per step than the clips alone hold (README, the ensemble term).
+        # clip pool's frames: more scenes per step than the clips alone hold (docs/results.md, the ensemble term).
         self.frame_pool: torch.Tensor | None = None
         if frame_pool is not None:
             fp = np.asarray(frame_pool)
