@@ -6,17 +6,18 @@
     result.joints3d                                       # (1, 17, 3) mm, root-relative, camera frame
     clip = predictor.predict_clip("squat.mp4", refine=True)
 
-Pipeline: detect the person (or take the user's box), crop a square around it like the training
-renders, run the image-to-latent network G, decode with the pose prior's Dp and forward
-kinematics. Options: flip test-time averaging (the pose-flip relation: average y with the mirror
+Pipeline: MediaPipe Pose finds the person and its 2D keypoints (:mod:`nlrd.vision`; within the user's
+box when given), a square around it is cropped like the training renders, the image-to-latent network G
+predicts z, and the pose prior's Dp and forward kinematics decode it; method "fit" (the default) then
+fits the prior to the keypoints and 3D cues (:mod:`nlrd.fit`), method "g" keeps G's pose.
+Options: flip test-time averaging (the pose-flip relation: average y with the mirror
 of the prediction for the mirrored crop) and, for clips, motion-prior refinement (30-frame windows
 through Em/Dm, overlapping windows blended).
 
-Speed: a clip is not a loop over :meth:`PosePredictor.predict_image`. Its person is detected on
-every ``detect_every``-th frame and tracked in between (:func:`nlrd.data.detection.track_person`),
-and its crops go through G in chunks of 16, which costs a fraction of a per-frame detection and a
-batch-of-one forward pass. G and Dp always run on one intra-op thread; a clip uses more cores by
-giving whole chunks (and the tracker's detections) to worker threads (``num_threads``, default
+Speed: a clip is not a loop over :meth:`PosePredictor.predict_image`. Its person is followed by
+MediaPipe's tracking mode (the detector runs only when the track is lost), its crops go through G in
+chunks of 16, and the fit runs over all frames at once. G and Dp always run on one intra-op thread; a
+clip uses more cores by giving whole chunks to worker threads (``num_threads``, default
 torch's setting). Coarse-grained work suits a shared machine: a multi-threaded operation joins its
 threads after every layer, and when other processes hold the cores each join waits for a
 descheduled thread (measured with two threads on two busy cores: a 512 x 512 linear layer on one
@@ -48,7 +49,7 @@ import torch
 
 from nlrd.checkpoint import load_checkpoint, load_into, model_config
 from nlrd.data.crop import crop_square, square_box
-from nlrd.data.detection import PersonDetection, _interp_boxes, detect_person, track_person, validate_box
+from nlrd.data.detection import PersonDetection, detect_person, interp_boxes, track_person, validate_box
 from nlrd.data.images import as_rgb_uint8
 from nlrd.fit import START_CHECKPOINT, FitConfig, PoseFitter, load_start_net
 from nlrd.kinematics import relength
@@ -438,7 +439,7 @@ class PosePredictor:
             scores, valid = np.ones(n_frames, np.float32), np.ones(n_frames, bool)
         elif found.any():
             known = np.flatnonzero(found)
-            boxes = _interp_boxes(np.arange(n_frames), known, np.stack([kps[i].box for i in known]).astype(np.float64))
+            boxes = interp_boxes(np.arange(n_frames), known, np.stack([kps[i].box for i in known]).astype(np.float64))
             valid = found.copy()
         else:
             boxes = np.repeat(np.array([[0.0, 0.0, w, h]]), n_frames, 0)  # nobody: whole frames, flagged invalid

@@ -50,12 +50,14 @@ AZIMUTH_ONLY = ViewDistribution(elevation=(0.0, 0.0), roll_max_deg=0.0, roll_pro
 CAMERA_VIEWS = ViewDistribution()
 
 
-def _axis(axis: str, deg: torch.Tensor) -> torch.Tensor:
-    """(B,) degrees -> (B, 3, 3) rotations about the camera's x, y or z axis (as ``transforms.rot_*``)."""
-    t = deg * (math.pi / 180.0)
+def axis_rotations(axis: str, theta_deg: torch.Tensor) -> torch.Tensor:
+    """(B,) degrees -> (B, 3, 3) rotations about the camera's x, y or z axis (batched ``transforms.rot_*``)."""
+    t = theta_deg * (math.pi / 180.0)
     c, s = torch.cos(t), torch.sin(t)
     z, o = torch.zeros_like(c), torch.ones_like(c)
     rows = {"x": [o, z, z, z, c, -s, z, s, c], "y": [c, z, s, z, o, z, -s, z, c], "z": [c, -s, z, s, c, z, z, z, o]}
+    if axis not in rows:
+        raise ValueError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
     return torch.stack(rows[axis], dim=-1).view(-1, 3, 3)
 
 
@@ -80,11 +82,11 @@ def random_view_rotations(b: int, g: torch.Generator, dist: ViewDistribution = C
     lo, hi = dist.elevation
     el = lo + (hi - lo) * u[:, 1]
     roll = torch.where(u[:, 2] < dist.roll_prob, (2 * u[:, 3] - 1) * dist.roll_max_deg, torch.zeros(b))
-    cam = _axis("z", roll) @ _axis("x", el) @ _axis("y", az)
+    cam = axis_rotations("z", roll) @ axis_rotations("x", el) @ axis_rotations("y", az)
     # Lying: pitch (back / front) or roll (side) by +-90 with slack.
     sign = torch.where(u[:, 5] < 0.5, -1.0, 1.0)
     angle = sign * (90.0 + (2 * u[:, 6] - 1) * dist.lying_slack_deg)
-    lying = torch.where((u[:, 7] < 0.5).view(-1, 1, 1), _axis("x", angle), _axis("z", angle))
+    lying = torch.where((u[:, 7] < 0.5).view(-1, 1, 1), axis_rotations("x", angle), axis_rotations("z", angle))
     free = uniform_rotations(b, g)
     eye = torch.eye(3).expand(b, 3, 3)
     pick = u[:, 4]

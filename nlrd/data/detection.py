@@ -877,7 +877,7 @@ def moving_average(values: np.ndarray, radius: int) -> np.ndarray:
     return (c[k:] - c[:-k]) / k
 
 
-def _interp_boxes(t_all: np.ndarray, t_known: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def interp_boxes(t_all: np.ndarray, t_known: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Linear interpolation of boxes (K, 4) known at frames t_known to frames t_all (constant beyond the ends)."""
     return np.stack([np.interp(t_all, t_known, boxes[:, i]) for i in range(4)], axis=1)
 
@@ -1049,7 +1049,7 @@ def _assemble(
         t_acc = np.array(sorted(accepted), dtype=np.float64)
         b_acc = np.stack([accepted[int(ti)][0] for ti in t_acc])
         m_acc = np.array([accepted[int(ti)][1] for ti in t_acc])
-        boxes = _interp_boxes(t_all, t_acc, b_acc)
+        boxes = interp_boxes(t_all, t_acc, b_acc)
         conf = _sigmoid_conf(m_acc)
         sources[:] = "gap"
         # Frames between accepted detections at most `detect_every` apart count as found.

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from nlrd.skeleton import H36M_17, Skeleton
 from nlrd.transforms import flip_pose
-from nlrd.views import AZIMUTH_ONLY, CAMERA_VIEWS, ViewDistribution, random_view_rotations
+from nlrd.views import AZIMUTH_ONLY, CAMERA_VIEWS, ViewDistribution, axis_rotations, random_view_rotations
 
 VIEWS: dict[str, ViewDistribution] = {"azimuth": AZIMUTH_ONLY, "camera": CAMERA_VIEWS}
 
@@ -20,21 +18,6 @@ MOCAP_SOURCES: list[dict[str, str]] = [
      "url": "https://github.com/BandaiNamcoResearchInc/Bandai-Namco-Research-Motiondataset",
      "licence": "CC BY-NC 4.0: weights trained on it are for non-commercial use only."},
 ]  # fmt: skip
-
-
-def axis_rotations(axis: str, theta_deg: torch.Tensor) -> torch.Tensor:
-    """(B,) degrees -> (B, 3, 3) rotations about the camera's x, y or z axis (batched ``transforms.rot_*``)."""
-    t = theta_deg * (math.pi / 180.0)
-    c, s = torch.cos(t), torch.sin(t)
-    z, o = torch.zeros_like(c), torch.ones_like(c)
-    rows = {
-        "x": [o, z, z, z, c, -s, z, s, c],
-        "y": [c, z, s, z, o, z, -s, z, c],
-        "z": [c, -s, z, s, c, z, z, z, o],
-    }
-    if axis not in rows:
-        raise ValueError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
-    return torch.stack(rows[axis], dim=-1).view(-1, 3, 3)
 
 
 def rotation_z(theta_deg: torch.Tensor) -> torch.Tensor:
