@@ -20,7 +20,7 @@ on 96 px renders (progressive resizing), which this times against the model's ow
 
 Reported per echo factor and size: median steps per second over ``--repeats`` blocks, fresh renders per
 second, images trained on per second, and the speed-up against the first factor listed. Whether the
-faster steps also learn as much per hour is measured by full training runs (README, "Source image
+faster steps also learn as much per hour is measured by full training runs (docs/results.md, "Source image
 model Gs"), not here.
 
 Prints a markdown table and writes the numbers as JSON.
