@@ -59,11 +59,11 @@ from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict
 from nlrd.transforms import flip_pose
 from nlrd.vision import PersonKeypoints, detect_keypoints, detect_keypoints_clip
+from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, keypoint_frames, smooth_frames
 
 ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT = "adapted_g.safetensors", "source_gs.safetensors"  # adapted G, source-only Gs
 IMAGE_CHECKPOINTS = (ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
-RENDER_MARGIN, RENDER_PAD_MM = 1.12, 130.0  # the renderer's crop fit, used to place 2D projections
 METHODS = ("fit", "g")  # PoseResult.method: the prior fitted to the keypoints, or the image network G alone
 # Weight of the clip fit's smoothness term: 8 copies of one photo as a clip gave fitted joints 29.5 mm apart
 # (mean) at 1, 14.5 at 10, 14.0 at 100 (MediaPipe's tracked keypoints move by a few px between the copies).
@@ -309,7 +309,9 @@ class PosePredictor:
                            timings: dict[str, float]) -> PoseResult:  # fmt: skip
         """The person the keypoint model found in ``img`` (working pixels) -> PoseResult (input pixels)."""
         t1 = time.perf_counter()
-        crop, cx, cy, side = self._crop(img, kp.box)
+        # G sees the person framed as the renders frame theirs: centred on the root, sized by the joints.
+        cx, cy, side = (float(v) for v in keypoint_frames(kp.joints2d, kp.world3d))
+        crop, _ = crop_square(img, cx, cy, side, self.image_size)
         timings["crop"] = time.perf_counter() - t1
         joints, z = self._joints(*self._crop_latents(crop[None], flip_test, timings), timings)
         joints2d = project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side]))
@@ -454,6 +456,8 @@ class PosePredictor:
         else:
             frames_again = _timed(iter_video(path, max_side=max_side), timings, "decode")
         sq = np.stack(square_box(np.asarray(boxes, np.float64), CROP_MARGIN), axis=1)  # (T, 3) cx, cy, side
+        if found.any():  # render-matched framing from the keypoints, steadied over time
+            sq = smooth_frames(np.where(found[:, None], keypoint_frames(np.nan_to_num(kp2d), world), 0.0), found)
         z = np.empty((n_frames, self.pose.latent_dim), np.float32)
         zf = np.empty_like(z) if flip_test else None
         timings.setdefault("crop", 0.0)
