@@ -69,24 +69,25 @@ from nlrd.adapt_session import (
     available_terms,
     builtin_target_data,
     default_settings,
+    real_target_data,
     start_options,
     target_style,
     video_target_data,
 )
-from nlrd.data.images import as_rgb_uint8
+from nlrd.data.images import IMAGE_SUFFIXES, as_rgb_uint8
+from nlrd.data.paths import default_data_root
 from nlrd.data.synthetic import demo_poses, render_clip, render_sample
 from nlrd.data.synthetic.styles import Style
-from nlrd.data.video import iter_video, probe_video
+from nlrd.data.video import VIDEO_SUFFIXES, iter_video, probe_video
 from nlrd.export import write_bvh, write_glb, write_json
 from nlrd.inference import PosePredictor, PoseResult
 from nlrd.metrics import mpjpe
 from nlrd.priors import CHECKPOINT_DIR
+from nlrd.skeleton import H36M_17
 from nlrd.stages.adapt import AdaptStageConfig
 from nlrd.transforms import RELATIONS, Relation, get_relation
 
 # ----------------------------------------------------------------------------- settings
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-CLIP_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
 MAX_EXAMPLES = 24  # per kind, from --examples
 METHOD_CHOICES = (("fit", "Pose prior fitted to the keypoints"), ("g", "Image network G alone (the paper's)"))
 PHOTO_MAX_SIDE = 1600  # photos are downscaled before prediction: the crop is 128 px, more only costs time
@@ -108,7 +109,8 @@ EXAMPLE_CLIP_SIZE = 224  # synthetic clip example
 EXAMPLE_SEED = 7
 PREVIEW_FRAMES, PREVIEW_SPACING_M = 8, 0.9  # GLB viewer: a film strip of a clip (frames, metres apart)
 STATE_TTL_S = 3600  # per-user state (thumbnails, sequences, an adapted G) is dropped after an hour
-ADAPT_SOURCES = ("built-in synthetic target clips", "my videos")
+ADAPT_SOURCES = ("built-in synthetic target clips", "my videos", "real photos and videos")
+BUILTIN_REAL_PHOTOS = 48  # real photos a "real" session takes from the data folder when no examples or uploads are given
 ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a run folder: one plain name below --runs-dir
 DEFAULT_RUNS_DIR = "runs/app"
@@ -243,7 +245,7 @@ def _write_webm(path: Path, frames: np.ndarray, fps: float) -> Path:
 def _scan_examples(folder: Path) -> tuple[list[str], list[str]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES][:MAX_EXAMPLES]
-    clips = [str(p) for p in files if p.suffix.lower() in CLIP_SUFFIXES][:MAX_EXAMPLES]
+    clips = [str(p) for p in files if p.suffix.lower() in VIDEO_SUFFIXES][:MAX_EXAMPLES]
     return images, clips
 
 
@@ -889,10 +891,14 @@ ADAPT_INTRO = (
     "views: how the shipped adapted G was trained). One Adam per term, stepped in turn; the learning rate is "
     "the relation terms' (the contrastive and ensemble terms keep the recipe's ratios to it). "
     "A session adapts a copy of the **source-only Gs** (where the method starts; the app itself predicts with "
-    "the shipped adapted G, which has already been through this) or, if you choose, of the app's own G. "
+    "the shipped G adapted to real photos) or, if you choose, of the app's own G. "
     "The built-in clips are labelled synthetic target-style renders of held-out poses, so the target "
     "error is measured on a fixed set of 64 renders; your own videos have no labels, so only how far the "
-    "predictions moved is shown. The app keeps predicting with the shipped weights; save the adapted G to a "
+    "predictions moved is shown. **Real photos and videos** (your uploads, else the real photos and clips among "
+    "the app's examples, else a sample of the data folder's exercise photos) bring MediaPipe's 2D keypoints and "
+    "the pose prior's fits to them: the **keypoints**, **fit3d** and **source** terms (every block of G trains); "
+    "every fourth frame is held out, and the curve is G's 2D agreement with MediaPipe there. "
+    "The app keeps predicting with the shipped weights; save the adapted G to a "
     "run folder to use it. One session runs at a time (others wait in the queue)."
 )
 
@@ -902,10 +908,11 @@ def adapt_devices() -> list[str]:
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
-def adapt_defaults(ctx: AppContext, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Terms and steps of a default session on ``device`` (follows the device choice: CPU gets a smaller budget)."""
+def adapt_defaults(ctx: AppContext, device: str, source: str = ADAPT_SOURCES[0]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Terms and steps of a default session on ``device`` for the chosen target (follows the device and target
+    choices: CPU gets a smaller budget, real photos the keypoint terms)."""
     try:
-        s = default_settings(ctx.predictor, str(device))
+        s = default_settings(ctx.predictor, str(device), real=source == ADAPT_SOURCES[2])
     except ValueError as exc:
         raise _error(exc) from None
     return gr.update(value=list(s.terms)), gr.update(value=s.steps)
@@ -941,8 +948,43 @@ def _adapt_settings(ctx: AppContext, terms: Any, steps: Any, learning_rate: Any,
         raise _error(exc) from None
 
 
+def _builtin_real_paths(ctx: AppContext) -> list[str]:
+    """Real photos and clips for a real session without uploads: the examples folder's, else a sample of the
+    data folder's tuning exercise photos (never the held-out ones)."""
+    if ctx.examples_dir is not None:
+        images, clips = _scan_examples(ctx.examples_dir)
+        if images or clips:
+            return images + clips
+    try:
+        from nlrd.vision import tuning_exercise_photos
+
+        photos = tuning_exercise_photos(default_data_root())
+    except ValueError:
+        photos = []
+    if not photos:
+        raise gr.Error("Add photos or videos of people (no examples folder and no data folder with exercise photos here).")
+    step = max(1, len(photos) // BUILTIN_REAL_PHOTOS)
+    return [str(p) for p in photos[::step][:BUILTIN_REAL_PHOTOS]]
+
+
 def _adapt_target(ctx: AppContext, source: str, videos: Any, progress: Callable[..., Any]) -> TargetData:
-    """The session's target clips: the built-in renders (made once, on first use) or the uploaded videos."""
+    """The session's target clips: the built-in renders (made once, on first use), the uploaded videos, or real
+    photos and videos (uploads, else the built-in real ones, prepared once)."""
+    if source == ADAPT_SOURCES[2]:
+        uploads = [str(v) for v in (videos or [])]
+        key = "real:" + "|".join(uploads)
+        with ctx.adapt_data_lock:
+            if key not in ctx.adapt_data:
+                paths = uploads or _builtin_real_paths(ctx)
+                progress(0.0, desc=f"finding the people in {len(paths)} photos / videos and fitting the prior")
+                try:
+                    data = real_target_data(paths, ctx.predictor)
+                except ValueError as exc:
+                    raise _error(exc, uploads) from None
+                if uploads:
+                    return data  # uploads are not kept (one session each)
+                ctx.adapt_data[key] = data
+            return ctx.adapt_data[key]
     if source == ADAPT_SOURCES[1]:
         paths = [str(v) for v in (videos or [])]
         if not paths:
@@ -969,8 +1011,17 @@ def _adapt_loss_figure(report: Report | None) -> go.Figure:
                                   uirevision=UIREV_ADAPT_LOSS, height=300)  # fmt: skip
 
 
-def _adapt_error_figure(report: Report | None, labelled: bool = True) -> go.Figure:
-    """Target error (MPJPE, mm) on the fixed labelled renders, before step 0 and every few steps."""
+def _adapt_error_figure(report: Report | None, labelled: bool = True, real: bool = False) -> go.Figure:
+    """Target error (MPJPE, mm) on the fixed labelled renders, before step 0 and every few steps; for real data,
+    G's 2D agreement with MediaPipe on the held-out real frames."""
+    if real:
+        if report is None or not report.agreement:
+            return _message_figure("G's agreement with MediaPipe on the held-out real frames appears after the first "
+                                   "evaluation.", height=300)  # fmt: skip
+        fig = viz.loss_curves_figure({"PCK@0.2": report.agreement}, title="Agreement with MediaPipe (held-out real frames)",
+                                     y_title="PCK@0.2", uirevision=UIREV_ADAPT_ERR, height=300)  # fmt: skip
+        fig.update_traces(line={"color": "#2ca02c"})
+        return fig
     if not labelled:
         return _message_figure("Your videos have no 3D labels, so there is no target error:\n"
                                "the comparison below shows how the predictions moved.", height=300)  # fmt: skip
@@ -993,6 +1044,9 @@ def _adapt_status(report: Report, session: AdaptSession) -> str:
     if report.errors:
         first, last = report.errors[0][1], report.errors[-1][1]
         parts.append(f"target error {first:.1f} → {last:.1f} mm")
+    if report.agreement:
+        first, last = report.agreement[0][1], report.agreement[-1][1]
+        parts.append(f"agreement with MediaPipe (held-out real frames) {first:.3f} → {last:.3f}")
     return "  \n".join(parts)
 
 
@@ -1011,7 +1065,24 @@ def _adapt_comparison(session: AdaptSession) -> tuple[go.Figure, list[tuple[np.n
         moved = np.linalg.norm(c["after"] - c["before"], axis=-1).mean(axis=-1)
         titles = [f"frame {i}: moved {m:.0f} mm" for i, m in zip(c["index"], moved, strict=True)]
     fig = viz.pose_comparison_figure(groups, labels, colours, titles=titles, uirevision=UIREV_ADAPT_CMP, height=360)
-    return fig, [(img, t) for img, t in zip(c["images"], titles, strict=True)]
+    images = list(c["images"])
+    if c.get("keypoints") is not None:  # real frames: MediaPipe's keypoints (green), G before (orange) and after (blue)
+        images = [_keypoint_overlay(img, [k, b, a]) for img, k, b, a in
+                  zip(images, c["keypoints"], c["before_2d"], c["after_2d"], strict=True)]  # fmt: skip
+        titles = [f"{t} · green MediaPipe, orange before, blue after" for t in titles]
+    return fig, [(img, t) for img, t in zip(images, titles, strict=True)]
+
+
+def _keypoint_overlay(crop: np.ndarray, skeletons: list[np.ndarray], side: int = 256) -> np.ndarray:
+    """A crop (S, S, 3) upscaled to ``side`` px with 2D skeletons (J, 2) in crop units drawn over it."""
+    img = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR)
+    parents = H36M_17.parents
+    for joints, colour in zip(skeletons, ((40, 200, 40), (255, 127, 14), (31, 119, 180)), strict=False):
+        px = (np.asarray(joints) * side / 2 + (side - 1) / 2).round().astype(int)
+        for j, p in enumerate(parents):
+            if p >= 0:
+                cv2.line(img, tuple(int(v) for v in px[j]), tuple(int(v) for v in px[p]), colour, 2, cv2.LINE_AA)
+    return img
 
 
 def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: list[str] | str, steps: float,
@@ -1035,20 +1106,21 @@ def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: l
     except ValueError as exc:
         raise _error(exc) from None
     progress(0.0, desc="evaluating the starting G")
-    yield (gr.skip(), _adapt_loss_figure(None), _adapt_error_figure(None, data.labelled), gr.skip(),
+    real = data.real is not None
+    yield (gr.skip(), _adapt_loss_figure(None), _adapt_error_figure(None, data.labelled, real), gr.skip(),
            f"Starting from {session.init_checkpoint}: {data.description}.", session)  # fmt: skip
     report: Report | None = None
     try:
         for report in session.run():
             progress((report.step, report.steps), desc="adapting", unit="steps")
             if not report.finished:
-                yield (gr.skip(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled), gr.skip(),
+                yield (gr.skip(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled, real), gr.skip(),
                        _adapt_status(report, session), session)  # fmt: skip
     except ValueError as exc:
         raise _error(exc) from None
     assert report is not None
     compare, _ = _adapt_comparison(session)
-    yield (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled), compare,
+    yield (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled, real), compare,
            _adapt_status(report, session) + "  \nSave the adapted G to a run folder below to keep it.", session)  # fmt: skip
 
 
@@ -1389,8 +1461,9 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=340):
                         adapt_src = gr.Radio(list(ADAPT_SOURCES), value=ADAPT_SOURCES[0], label="Target clips")
-                        adapt_videos = gr.File(file_count="multiple", file_types=["video"], type="filepath", height=150,
-                                               label="Your videos (for 'my videos'; person tracked and cropped)")  # fmt: skip
+                        adapt_videos = gr.File(file_count="multiple", file_types=["video", "image"], type="filepath", height=150,
+                                               label="Your videos ('my videos'), or photos and videos ('real photos and "
+                                                     "videos'; none: the built-in real ones)")  # fmt: skip
                         adapt_terms = gr.CheckboxGroup(available_terms(ctx.predictor), value=list(defaults.terms),
                                                        label="Terms (stepped in turn)", elem_id="adapt-terms")  # fmt: skip
                         with gr.Row():
@@ -1520,7 +1593,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         adapt_cancel.click(b(cancel_adaptation), [adapt_state],
                            [adapt_summary, adapt_loss_plot, adapt_err_plot, adapt_cmp_plot, adapt_frames_gallery, adapt_state,
                             adapt_status_md], cancels=[adapt_event], api_visibility="private")  # fmt: skip
-        adapt_device.input(b(adapt_defaults), [adapt_device], [adapt_terms, adapt_steps], api_visibility="private")
+        adapt_device.input(b(adapt_defaults), [adapt_device, adapt_src], [adapt_terms, adapt_steps], api_visibility="private")
+        adapt_src.input(b(adapt_defaults), [adapt_device, adapt_src], [adapt_terms, adapt_steps], api_visibility="private")
         adapt_save.click(b(save_adaptation), [adapt_state, adapt_run], adapt_save_md, api_visibility="private")
         for tab, btn in go_buttons.items():
             btn.click(_goto(tab), None, tabs, api_visibility="private", queue=False)

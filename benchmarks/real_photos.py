@@ -43,23 +43,16 @@ from nlrd.data.testsets import load_test_set
 from nlrd.fit import torso_faces_camera
 from nlrd.inference import PosePredictor, project_to_image
 from nlrd.metrics import mpjpe, pa_mpjpe
-from nlrd.skeleton import H36M_17
+from nlrd.skeleton import H36M_17, LIMB_JOINTS
 from nlrd.vision import detect_keypoints, heldout_exercise_photos
 
-LIMBS = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "l_hip", "l_knee", "l_ankle",
-         "r_hip", "r_knee", "r_ankle")  # fmt: skip
 CONFIDENT = 0.5  # reference joints below this MediaPipe confidence are not scored
 PCK_FRACTION = 0.2
 
 
-def limb_indices() -> np.ndarray:
-    names = [n.replace("-", "_").lower() for n in H36M_17.joint_names]
-    return np.array([names.index(n) for n in LIMBS])
-
-
 def pck(pred: np.ndarray, ref: np.ndarray, conf: np.ndarray, box: np.ndarray) -> tuple[int, int]:
     """(hits, scored) of (J, 2) predictions against (J, 2) reference joints within 0.2 of the box size."""
-    idx = limb_indices()
+    idx = np.array(LIMB_JOINTS)
     size = max(box[2] - box[0], box[3] - box[1])
     ok = conf[idx] >= CONFIDENT
     d = np.linalg.norm(pred[idx] - ref[idx], axis=-1)
@@ -171,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data-root", default=None)
     p.add_argument("--data", default="data", help="prepared data folder (target-test renders cache)")
     p.add_argument("--checkpoints", default=None)
+    p.add_argument("--image-model", default=None, help="score this image model (G) instead of the folder's default")
+    p.add_argument("--skip-renders", action="store_true", help="held-out photos only (no renders, no backgrounds)")
     p.add_argument("--photos", type=int, default=0, help="held-out photos to use (0: all)")
     p.add_argument("--renders", type=int, default=300)
     p.add_argument("--upscale", type=int, default=3, help="renders are upscaled by this before MediaPipe")
@@ -180,14 +175,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     root = resolve_data_root(args.data_root)
-    predictor = PosePredictor.from_pretrained(args.checkpoints, device="cpu")
+    predictor = PosePredictor.from_pretrained(args.checkpoints, device="cpu", image_checkpoint=args.image_model)
     photos = heldout_exercise_photos(root)
     photos = photos[: args.photos] if args.photos else photos
     t0 = time.perf_counter()
     res_photos, rows = photos_section(predictor, photos, args.sheet_rows if args.sheet else 0)
-    result: dict[str, Any] = {"real_photos": res_photos, "renders": renders_section(predictor, Path(args.data), root,
-                                                                                      args.renders, args.upscale),
-                              "no_person": backgrounds_section(root), "seconds": 0.0}  # fmt: skip
+    result: dict[str, Any] = {"real_photos": res_photos, "image_model": predictor.meta["image_checkpoint"], "seconds": 0.0}
+    if not args.skip_renders:
+        result["renders"] = renders_section(predictor, Path(args.data), root, args.renders, args.upscale)
+        result["no_person"] = backgrounds_section(root)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     rp = result["real_photos"]
     print(f"\n### Held-out real photos ({rp['photos']} photos, a person found in {rp['person_found']})\n")
@@ -198,13 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ms = rp["median_ms"].get(k)
         print(f"| {k} | {rp['pck@0.2'][k]:.3f} | {'-' if fb is None else f'{fb:.3f}'} | {'-' if ms is None else f'{ms:.0f}'} |")
     print(f"| MediaPipe alone | (reference) | (reference) | {rp['median_ms']['MediaPipe alone']:.0f} |")
-    rr = result["renders"]
-    print(f"\n### Target-test renders with 3D labels ({rr['renders']} renders, MediaPipe finds {rr['person_found']})\n")
-    print("| path | MPJPE (mm) | PA-MPJPE (mm) |\n|---|---:|---:|")
-    for k in ("G alone", "fitted", "fitted (canonical bones)", "MediaPipe world"):
-        print(f"| {k} | {rr[k]['mpjpe_mm']:.1f} | {rr[k]['pa_mpjpe_mm']:.1f} |")
-    nb = result["no_person"]
-    print(f"\n### No person: {nb['confident_people']} confident people on {nb['photos']} Kodak backgrounds {nb['where']}")
+    for rr, nb in ([(result["renders"], result["no_person"])] if not args.skip_renders else []):
+        print_renders(rr, nb)
     print(f"\n{result['seconds']} s")
     if args.sheet and rows:
         width = max(r.shape[1] for r in rows)
@@ -216,6 +207,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
     return result
+
+
+def print_renders(rr: dict[str, Any], nb: dict[str, Any]) -> None:
+    print(f"\n### Target-test renders with 3D labels ({rr['renders']} renders, MediaPipe finds {rr['person_found']})\n")
+    print("| path | MPJPE (mm) | PA-MPJPE (mm) |\n|---|---:|---:|")
+    for k in ("G alone", "fitted", "fitted (canonical bones)", "MediaPipe world"):
+        print(f"| {k} | {rr[k]['mpjpe_mm']:.1f} | {rr[k]['pa_mpjpe_mm']:.1f} |")
+    print(f"\n### No person: {nb['confident_people']} confident people on {nb['photos']} Kodak backgrounds {nb['where']}")
 
 
 if __name__ == "__main__":

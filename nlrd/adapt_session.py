@@ -6,7 +6,9 @@ module drives the same stage interactively instead:
 
 * **inputs**: unlabelled target clips (:class:`TargetData`), either synthetic target-style clips
   rendered from held-out poses (:func:`builtin_target_data`; they come with labels, so the target
-  error can be measured) or the user's videos, person-tracked and cropped (:func:`video_target_data`);
+  error can be measured), the user's videos, person-tracked and cropped (:func:`video_target_data`),
+  or real photos and videos with MediaPipe's keypoints and the prior's fits (:func:`real_target_data`:
+  every fourth frame is held out, and G's 2D agreement with MediaPipe on those is the curve);
 * **run**: :meth:`AdaptSession.run` is a generator of :class:`Report` s (per-term losses after every
   step, the target error (MPJPE, mm) on a small fixed labelled set before step 0 and every
   ``eval_every`` steps), cancellable through a :class:`threading.Event`;
@@ -46,18 +48,30 @@ import numpy as np
 import torch
 
 from nlrd.checkpoint import save_checkpoint
+from nlrd.data.images import IMAGE_SUFFIXES
 from nlrd.data.paths import REPO_ROOT
 from nlrd.data.synthetic import demo_poses, fixed_test_set, get_style, render_clip
 from nlrd.data.synthetic.render import bank_for_style
 from nlrd.data.synthetic.styles import Style
+from nlrd.data.video import VIDEO_SUFFIXES
 from nlrd.inference import ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT, PosePredictor, load_image_encoder
 from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.models.image_encoder import ImageEncoder
 from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MotionPrior, PosePrior
-from nlrd.stages.adapt import CONTRASTIVE_TERMS, ENSEMBLE_TERM, OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.stages.adapt import (
+    CONTRASTIVE_TERMS,
+    ENSEMBLE_TERM,
+    LABELLED_TERMS,
+    OWN_TERMS,
+    AdaptStage,
+    AdaptStageConfig,
+    RelationBank,
+    real_agreement,
+)
 from nlrd.trainer import DistInfo
 from nlrd.transforms import RELATIONS, get_relation
+from nlrd.vision.target import RealTarget, collect, fit_targets, project_crop
 
 __all__ = [
     "ADAPTED_NAME",
@@ -67,6 +81,7 @@ __all__ = [
     "TargetData",
     "available_terms",
     "builtin_target_data",
+    "real_target_data",
     "default_settings",
     "source_checkpoint",
     "start_options",
@@ -89,6 +104,13 @@ CPU_TERMS = ("pose-flip",)
 CPU_STEPS = 60
 MAX_STEPS = 5000
 START_CHOICES = ("auto", "gs", "predictor")  # SessionSettings.start
+# Real photos and videos: the labelled extensions (MediaPipe's keypoints, the prior's fits, source renders),
+# every stage of G trained with BatchNorm re-estimated (measured on the tuning photos: docs/results.md).
+REAL_TERMS = ("keypoints", "fit3d", "source")
+REAL_STEPS = 60
+REAL_HELD_OUT_EVERY = 4  # every 4th real frame is held out: measured, never trained on
+SOURCE_RENDERS = 256  # labelled source renders of held-out poses for the source term
+ALL_STAGES = ("stem", "layer1", "layer2", "layer3", "head")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -108,6 +130,8 @@ class TargetData:
     eval_images: np.ndarray
     eval_joints: np.ndarray | None
     description: str
+    real: RealTarget | None = None  # real rows (keypoints, fits); its val rows are ``eval_images``
+    source_set: dict[str, np.ndarray] | None = None  # labelled source renders (images, joints3d) for the source term
 
     @property
     def labelled(self) -> bool:
@@ -198,6 +222,39 @@ def video_target_data(paths: Sequence[str | Path], image_size: int, *, eval_imag
     return TargetData(clips, flat[idx], None, text)
 
 
+def real_target_data(paths: Sequence[str | Path], predictor: PosePredictor, *, max_frames: int = MAX_VIDEO_FRAMES,
+                     prepared: str | Path | None = PREPARED_DATA, seed: int = 0) -> TargetData:  # fmt: skip
+    """Real photos and videos as a target: MediaPipe's keypoints, G's crops framed from them, the prior fitted
+    to them (pseudo-3D, started from the predictor's G), and labelled source renders for the source term.
+
+    Every :data:`REAL_HELD_OUT_EVERY`-th row (photo or video frame) is held out: the session never trains on
+    it and measures G's 2D agreement with MediaPipe there (PCK@0.2 of the person box, 12 limb joints).
+    ValueError when fewer than 8 frames show a person.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("add photos or videos of people to adapt to")
+    photos = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
+    if len(photos) + len(videos) < len(paths):
+        odd = [p.name for p in paths if p not in photos and p not in videos]
+        raise ValueError(f"not a photo or a video: {odd}; expected {IMAGE_SUFFIXES + VIDEO_SUFFIXES}")
+    arrays = collect(photos, videos, predictor.image_size, set(), max_side=VIDEO_MAX_SIDE, log=False, max_frames=max_frames)
+    n = len(arrays["frames"])
+    if n < 8:
+        raise ValueError(f"a person was found in {n} frames; a real session needs at least 8")
+    arrays["val"] = np.arange(n) % REAL_HELD_OUT_EVERY == 0
+    with torch.inference_mode(False):
+        arrays["fit3d"] = fit_targets(predictor.fitter, predictor.encoder, arrays, predictor.device)
+    real = RealTarget(**arrays)
+    _, poses, origin = _held_out_poses(prepared, 1, SOURCE_RENDERS, seed)
+    src = fixed_test_set(poses, "source", SOURCE_RENDERS, seed=seed + 7, size=predictor.image_size)
+    text = (f"{len(photos)} photo(s) and {len(videos)} video(s): a person in {n} frames, {int(real.val.sum())} of them "
+            f"held out for the agreement curve; {SOURCE_RENDERS} labelled source renders of {origin}")  # fmt: skip
+    return TargetData(real.clips(), real.frames[real.val], None, text, real=real,
+                      source_set={"images": src["images"], "joints3d": src["joints3d"].astype(np.float32)})  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class SessionSettings:
@@ -283,18 +340,19 @@ def available_terms(predictor: PosePredictor) -> list[str]:
     has_motion = predictor.motion is not None
     terms = [t for t in CONTRASTIVE_TERMS if t == "lcr" or has_motion]
     terms += [n for n, r in RELATIONS.items() if n in predictor.relations and (r.order == "pose" or has_motion)]
-    return [*terms, ENSEMBLE_TERM]
+    return [*terms, ENSEMBLE_TERM, *LABELLED_TERMS]
 
 
-def default_settings(predictor: PosePredictor, device: str = "auto") -> SessionSettings:
+def default_settings(predictor: PosePredictor, device: str = "auto", real: bool = False) -> SessionSettings:
     """The recipe's terms and steps on CUDA; on CPU the cheap frame-level terms and a smaller budget
-    (:data:`CPU_STEPS`), so a default session ends within about a minute on two cores."""
+    (:data:`CPU_STEPS`), so a default session ends within about a minute on two cores. ``real``: for real
+    photos and videos, the labelled extensions (:data:`REAL_TERMS`, :data:`REAL_STEPS` on CPU)."""
     dev = pick_device(device)
     usable = available_terms(predictor)
     recipe = AdaptStageConfig()
-    wanted = recipe.terms if dev.type == "cuda" else CPU_TERMS
+    wanted = REAL_TERMS if real else recipe.terms if dev.type == "cuda" else CPU_TERMS
     terms = tuple(t for t in wanted if t in usable) or tuple(usable[:1])
-    steps = recipe.steps if dev.type == "cuda" else CPU_STEPS
+    steps = (recipe.steps if dev.type == "cuda" else REAL_STEPS if real else CPU_STEPS)
     return SessionSettings(terms=terms, steps=steps, device=dev.type, eval_every=max(5, steps // 6),
                            report_seconds=0.5 if dev.type == "cuda" else 1.0)  # fmt: skip
 
@@ -310,6 +368,7 @@ class Report:
         errors: [(step, target MPJPE mm)] (labelled data only; step 0 is the starting G).
         seconds: wall time since the run started.
         phase: "evaluating", "training", "done" or "cancelled".
+        agreement: [(step, PCK@0.2)] of G with MediaPipe on the held-out real frames (real data only).
     """
 
     step: int
@@ -318,6 +377,7 @@ class Report:
     errors: list[tuple[int, float]]
     seconds: float
     phase: str
+    agreement: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -390,15 +450,21 @@ class AdaptSession:
             # One rate for people; the contrastive and ensemble terms keep the recipe's ratios to the relation terms.
             lr = float(self.settings.lr)
             scale = lr / recipe.lr_relation if recipe.lr_relation > 0 else 1.0
-            lrs = {"lr_relation": lr, "lr_contrastive": recipe.lr_contrastive * scale, "lr_ensemble": recipe.lr_ensemble * scale}
+            lrs = {"lr_relation": lr, "lr_contrastive": recipe.lr_contrastive * scale, "lr_ensemble": recipe.lr_ensemble * scale,
+                   "lr_labelled": recipe.lr_labelled * scale}  # fmt: skip
+        real: dict[str, Any] = {}
+        if data.real is not None:  # real people: every stage trains and BatchNorm re-estimates (measured better)
+            real = {"trainable": ALL_STAGES, "bn_train": True}
         # In-memory clips need no loader worker processes (and none are forked from a server thread).
         self.config = dataclasses.replace(recipe, terms=self.settings.terms, steps=self.settings.steps,
-                                          seed=self.settings.seed, workers=0, **lrs)  # fmt: skip
+                                          seed=self.settings.seed, workers=0, **lrs, **real)  # fmt: skip
         start, self.init_checkpoint = starting_encoder(predictor, self.settings.start)
         # The predictor's G is shared with inference and must not train; a Gs loaded here is already a copy.
         g = copy.deepcopy(start) if start is predictor.encoder else start
         clips: dict[str, Any] = {"video_crops": data.clips}
-        if len({c.shape for c in data.clips}) == 1 and "pool" in inspect.signature(AdaptStage).parameters:
+        if data.real is not None:
+            clips = {"real": data.real, "source_set": data.source_set}
+        elif len({c.shape for c in data.clips}) == 1 and "pool" in inspect.signature(AdaptStage).parameters:
             # Equal-length clips are a finite target set: the stage draws each batch's frames from all of them.
             clips = {"pool": np.stack(data.clips)}
         with torch.random.fork_rng(devices=[]):  # seeded projection heads without touching the global RNG
@@ -416,6 +482,7 @@ class AdaptSession:
         self.step = 0
         self.losses: dict[str, list[tuple[int, float]]] = {t: [] for t in self.settings.terms}
         self.errors: list[tuple[int, float]] = []
+        self.agreement: list[tuple[int, float]] = []
         self.seconds = 0.0
         self.started: float | None = None  # wall-clock (Unix seconds) when run() began and stopped training
         self.ended: float | None = None
@@ -430,7 +497,7 @@ class AdaptSession:
     def report(self) -> Report:
         """Where the session stands now."""
         return Report(self.step, self.settings.steps, {k: list(v) for k, v in self.losses.items()}, list(self.errors),
-                      round(self.seconds, 2), self.phase)  # fmt: skip
+                      round(self.seconds, 2), self.phase, list(self.agreement))  # fmt: skip
 
     def _predict(self) -> np.ndarray:
         """The current G on the evaluation set -> (N, J, 3) mm (the stage's own prediction path while it exists)."""
@@ -450,6 +517,13 @@ class AdaptSession:
             self._after, self._after_step = pred, self.step
             if self.data.eval_joints is not None:
                 self.errors.append((self.step, round(float(mpjpe(pred, self.data.eval_joints)), 2)))
+            if self.data.real is not None:
+                self.agreement.append((self.step, round(self._agreement(pred), 4)))
+
+    def _agreement(self, pred: np.ndarray) -> float:
+        """PCK@0.2 of G's joints ``pred`` on the held-out real frames (:func:`nlrd.stages.adapt.real_agreement`)."""
+        assert self.data.real is not None
+        return real_agreement(pred, self.data.real, np.flatnonzero(self.data.real.val))["real_val_pck"]
 
     def run(self) -> Iterator[Report]:
         """Train, yielding a report before step 0 (after the first evaluation), every
@@ -522,7 +596,8 @@ class AdaptSession:
         Returns:
             ``index`` (K,), ``images`` (K, S, S, 3) uint8, ``before`` / ``after`` (K, J, 3) mm,
             ``truth`` (K, J, 3) mm or None, and per-frame ``before_mm`` / ``after_mm`` errors (K,)
-            (None without labels).
+            (None without labels); real data adds ``keypoints`` (MediaPipe's, else None), ``before_2d`` and
+            ``after_2d`` (K, J, 2) in crop units.
         """
         with self._lock:
             if self.before is None:
@@ -537,8 +612,14 @@ class AdaptSession:
             before, after = self.before[idx], self.after()[idx]
         truth = None if self.data.eval_joints is None else self.data.eval_joints[idx]
         err = (lambda p: None) if truth is None else (lambda p: np.asarray(mpjpe(p, truth, reduce=False)))  # noqa: E731
-        return {"index": idx, "images": self.data.eval_images[idx], "before": before, "after": after, "truth": truth,
-                "before_mm": err(before), "after_mm": err(after)}  # fmt: skip
+        out = {"index": idx, "images": self.data.eval_images[idx], "before": before, "after": after, "truth": truth,
+               "before_mm": err(before), "after_mm": err(after), "keypoints": None}  # fmt: skip
+        if self.data.real is not None:  # MediaPipe's keypoints and G's projections, in crop units (see nlrd.vision.target)
+            rows = np.flatnonzero(self.data.real.val)[idx]
+            out["keypoints"] = self.data.real.keypoints[rows]
+            out["before_2d"], out["after_2d"] = (project_crop(torch.from_numpy(np.asarray(j, np.float32))).numpy()
+                                                 for j in (before, after))  # fmt: skip
+        return out
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers: settings, steps done, final losses and before / after on the evaluation set."""
@@ -557,6 +638,9 @@ class AdaptSession:
             # How far the adaptation moved the predictions (meaningful without labels too).
             "mean_change_mm": round(float(np.linalg.norm(after - before, axis=-1).mean()), 2),
         }  # fmt: skip
+        if self.data.real is not None:
+            out.update(before_agreement_pck=round(self._agreement(before), 4),
+                       after_agreement_pck=round(self._agreement(after), 4))
         if self.data.eval_joints is not None:
             y = self.data.eval_joints
             out.update({"before_mpjpe_mm": round(float(mpjpe(before, y)), 2), "after_mpjpe_mm": round(float(mpjpe(after, y)), 2),
@@ -590,6 +674,6 @@ class AdaptSession:
             extra = {**self._meta.get("extra", {}), "session": session}
             sources = list(self._meta.get("data_sources") or [])
             if not self.data.labelled:
-                sources.append({"name": "the user's own videos (unlabelled)", "licence": "as given by the user"})
+                sources.append({"name": "the user's own photos and videos (unlabelled)", "licence": "as given by the user"})
             return save_checkpoint(out, {"encoder": self.g}, stage="adapt", config=self._meta.get("config", {}),
                                    data_sources=sources, metrics=metrics, extra=extra)  # fmt: skip

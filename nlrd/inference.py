@@ -62,7 +62,8 @@ from nlrd.vision import PersonKeypoints, detect_keypoints, detect_keypoints_clip
 from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, keypoint_frames, smooth_frames
 
 ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT = "adapted_g.safetensors", "source_gs.safetensors"  # adapted G, source-only Gs
-IMAGE_CHECKPOINTS = (ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
+REAL_CHECKPOINT = "real_g.safetensors"  # G adapted to real photos and videos (training.adapt --real): what users bring
+IMAGE_CHECKPOINTS = (REAL_CHECKPOINT, ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
 METHODS = ("fit", "g")  # PoseResult.method: the prior fitted to the keypoints, or the image network G alone
 # Weight of the clip fit's smoothness term: 8 copies of one photo as a clip gave fitted joints 29.5 mm apart
@@ -171,14 +172,20 @@ class PosePredictor:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto",
-                        num_threads: int | None = None) -> PosePredictor:  # fmt: skip
-        """Load the shipped weights (or those in folder ``path``): the adapted G (``adapted_g.safetensors``)
-        when present, else the source-trained Gs (``source_gs.safetensors``)."""
+                        num_threads: int | None = None,
+                        image_checkpoint: str | os.PathLike[str] | None = None) -> PosePredictor:  # fmt: skip
+        """Load the shipped weights (or those in folder ``path``): the first image model of
+        :data:`IMAGE_CHECKPOINTS` present there, or the file ``image_checkpoint`` (any source, oracle or
+        adapt checkpoint built on the folder's pose prior)."""
         dev = pick_device(device)
         folder = Path(path) if path is not None else CHECKPOINT_DIR
         if not folder.is_dir():
             raise ValueError(f"checkpoint folder {str(folder)!r} does not exist")
         image_ck = next((folder / n for n in IMAGE_CHECKPOINTS if (folder / n).exists()), None)
+        if image_checkpoint is not None:
+            image_ck = Path(image_checkpoint)
+            if not image_ck.is_file():
+                raise ValueError(f"image model {str(image_ck)!r} does not exist")
         if image_ck is None:
             raise ValueError(f"no image model in {str(folder)!r}; expected one of {IMAGE_CHECKPOINTS}")
         pose = PosePrior.from_pretrained(folder / POSE_CHECKPOINT, device=dev)

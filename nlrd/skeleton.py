@@ -120,3 +120,10 @@ def get_skeleton(name: str) -> Skeleton:
     if name not in SKELETONS:
         raise ValueError(f"unknown skeleton {name!r}; known: {sorted(SKELETONS)}")
     return SKELETONS[name]
+
+# The 12 limb joints that 2D agreement with a real-image keypoint model is scored on (shoulders, elbows,
+# wrists, hips, knees, ankles): joints both models place; the pelvis, spine, thorax, neck and head are
+# defined differently by MediaPipe's landmarks and the mocap skeleton.
+LIMB_JOINT_NAMES: tuple[str, ...] = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+                                     "l_hip", "l_knee", "l_ankle", "r_hip", "r_knee", "r_ankle")  # fmt: skip
+LIMB_JOINTS: tuple[int, ...] = tuple(H36M_JOINT_NAMES.index(n) for n in LIMB_JOINT_NAMES)

@@ -222,3 +222,30 @@ def test_uploaded_video_is_an_unlabelled_target(predictor: PosePredictor, tmp_pa
         video_target_data([bad], SIZE)
     with pytest.raises(ValueError, match="at least one video"):
         video_target_data([], SIZE)
+
+
+def test_real_photos_session_tracks_agreement_and_trains_every_stage(predictor: PosePredictor, data_root: Path) -> None:
+    """Real photos as a target: MediaPipe's keypoints and the fits come with the data, every fourth frame is
+    held out and measured, the keypoint terms train G (every stage), and the comparison carries the keypoints."""
+    from nlrd.adapt_session import REAL_TERMS, real_target_data
+    from nlrd.vision import tuning_exercise_photos
+
+    photos = tuning_exercise_photos(data_root)[:24:2]
+    real = real_target_data(photos, predictor, prepared=None)
+    assert real.real is not None and real.source_set is not None and real.eval_joints is None
+    assert len(real.eval_images) == int(real.real.val.sum()) >= 2
+    assert default_settings(predictor, "cpu", real=True).terms == REAL_TERMS
+    before = {k: v.detach().clone() for k, v in predictor.encoder.state_dict().items()}
+    session = AdaptSession(predictor, real, settings(terms=REAL_TERMS, steps=3, eval_every=0))
+    stem0 = session.g.stem.conv.weight.detach().clone()
+    reports = list(session.run())
+    assert reports[-1].phase == "done" and [s for s, _ in reports[-1].agreement] == [0, 3]
+    assert all(0.0 <= a <= 1.0 for _, a in reports[-1].agreement)
+    assert not torch.equal(session.g.stem.conv.weight, stem0)  # every stage trains on real people
+    assert all(torch.equal(before[k], v) for k, v in predictor.encoder.state_dict().items())  # the predictor's G is untouched
+    c = session.comparison(2)
+    assert c["keypoints"].shape == c["before_2d"].shape == (len(c["index"]), 17, 2)
+    s = session.summary()
+    assert 0.0 <= s["before_agreement_pck"] <= 1.0 and 0.0 <= s["after_agreement_pck"] <= 1.0
+    with pytest.raises(ValueError, match="not a photo or a video"):
+        real_target_data([data_root / "exercise_photos" / "index.json"], predictor)

@@ -469,6 +469,24 @@ def test_adapt_streams_curves_then_a_summary_and_saves(app: ModuleType, adapt_ct
     assert "No adaptation was running" in app.cancel_adaptation(ctx, session)[-1]
 
 
+def test_adapt_on_real_photos_shows_agreement_and_keypoints(app: ModuleType, adapt_ctx, data_root: Path) -> None:
+    """The real source: uploaded photos get MediaPipe's keypoints; the curve is the agreement on the held-out
+    frames and the compared frames carry the keypoints (green) and G before / after."""
+    from nlrd.vision import tuning_exercise_photos
+
+    ctx = adapt_ctx
+    photos = [str(p) for p in tuning_exercise_photos(data_root)[:16:2]]
+    outs = list(app.adapt(ctx, app.ADAPT_SOURCES[2], photos, ["keypoints", "source"], 2, None, "cpu",
+                          progress=_no_progress))  # fmt: skip
+    summary, _, err_fig, _, status, session = outs[-1]
+    assert summary["phase"] == "done" and 0.0 <= summary["after_agreement_pck"] <= 1.0
+    assert "agreement with MediaPipe" in status and err_fig.data[0].name == "PCK@0.2"
+    frames = app.adapt_frames(ctx, session)
+    assert frames[0][0].shape == (256, 256, 3) and "green MediaPipe" in frames[0][1]
+    terms, _ = app.adapt_defaults(ctx, "cpu", app.ADAPT_SOURCES[2])
+    assert terms["value"] == ["keypoints", "fit3d", "source"]
+
+
 def test_adapt_cancel_shows_where_the_session_got_to(app: ModuleType, adapt_ctx) -> None:
     import threading
 

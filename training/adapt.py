@@ -3,54 +3,80 @@
 python -m training.adapt --terms ensemble --steps 1200 --frame-pool --out checkpoints/adapted_g.safetensors   # shipped
 python -m training.adapt --out runs/adapt/g.safetensors   # the paper's row +CR+pose-flip+flip-backward, 300 steps (the default)
 python -m training.adapt --terms lcr,hcr,pose-flip,flip-backward,slow-backward --out runs/adapt_paper/g.safetensors
-python -m training.adapt --videos ../shared/data/media --terms lcr,pose-flip --out runs/adapt_real/g.safetensors
+python -m training.adapt --photos ../shared/data/exercise_photos/images --videos ../shared/data/media \
+    --terms keypoints,fit3d,source --out runs/adapt_real/g.safetensors   # real target (training.real_target)
+python -m training.adapt --real runs/real_target.npz --terms lcr,hcr,pose-flip,flip-backward \
+    --out runs/adapt_real_paper/g.safetensors
 torchrun --nproc_per_node 2 -m training.adapt ...
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nlrd.data.paths import resolve_data_root
 from nlrd.data.poses import load_split
 from nlrd.data.testsets import load_test_set
-from nlrd.inference import load_image_encoder
+from nlrd.fit import FitConfig, PoseFitter, load_start_net
+from nlrd.inference import CLIP_SMOOTHNESS, load_image_encoder
+from nlrd.models.image_encoder import ImageEncoder
 from nlrd.priors import MotionPrior, PosePrior
 from nlrd.stages.adapt import OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
 from nlrd.trainer import Trainer
+from nlrd.transforms import get_relation
+from nlrd.vision.target import RealTarget
 from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, finish, setup, trainer_config
+from training.real_target import build, fit_targets
 
 DEFAULT_OUT = "checkpoints/adapted_g.safetensors"
 
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 
+def real_target(args: argparse.Namespace, pose: PosePrior, g: ImageEncoder, device: torch.device,
+                data_root: Path | None) -> tuple[RealTarget, Callable[[ImageEncoder], np.ndarray]]:  # fmt: skip
+    """The real target (built from --photos/--videos, or loaded from --real) and its refit function."""
+    fitters: list[PoseFitter] = []
 
-def video_crops(folder: Path, size: int) -> dict[str, np.ndarray]:
-    """Person-cropped frames (T, size, size, 3) of every video in a folder with a person in it, by file name."""
-    from nlrd.inference import NoPersonError, person_crops
+    def fitter() -> PoseFitter:  # built when first needed (the start network must match the prior)
+        if not fitters:
+            start = load_start_net(args.start) if Path(args.start).exists() else None
+            fitters.append(PoseFitter(pose, start, FitConfig(temporal=CLIP_SMOOTHNESS)))
+        return fitters[0]
 
-    out = {}
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
-        try:
-            out[path.name] = person_crops(path, size)
-        except NoPersonError:
-            continue
-    if not out:
-        raise ValueError(f"no video with a person found in {str(folder)!r}")
-    return out
+    path = Path(args.real or "runs/real_target.npz")
+    if args.photos or args.videos:
+        real = build(args.photos, args.videos, fitter(), g, device, data_root)
+        real.save(path)
+    else:
+        real = RealTarget.load(path)
+
+    def refit(model: ImageEncoder) -> np.ndarray:
+        with torch.inference_mode(False):
+            return fit_targets(fitter(), model, real, device)
+
+    return real, refit
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = base_parser(__doc__.splitlines()[1], DEFAULT_OUT, default_steps=AdaptStageConfig.steps)
     p.add_argument("--terms", default=",".join(AdaptStageConfig.terms), help=f"comma list of {OWN_TERMS} and relations")
     p.add_argument("--init", default="checkpoints/source_gs.safetensors", help="G starts from this image model (Gs)")
+    p.add_argument("--init-other-prior", action="store_true",
+                   help="--init may come from another pose prior's latent space: its weights are only a start (the labelled "
+                        "terms teach the head the new latents)")  # fmt: skip
     p.add_argument("--pose", default="checkpoints/pose_aae.safetensors")
     p.add_argument("--motion", default="checkpoints/motion_ae.safetensors")
     p.add_argument("--relations-dir", default="checkpoints/relations")
-    p.add_argument("--videos", default=None, help="adapt to the real videos in this folder instead of rendered target clips")
+    p.add_argument("--photos", default=None, help="real target: a folder of photos of people (held-out photos are left out)")
+    p.add_argument("--videos", default=None, help="real target: a folder of videos of people")
+    p.add_argument("--real", default=None, help="real target built before (training.real_target); with --photos/--videos: "
+                   "where the built one is saved (default runs/real_target.npz)")  # fmt: skip
+    p.add_argument("--start", default="checkpoints/keypoint_start.safetensors", help="the fits' learned start (real target)")
     p.add_argument(
         "--trainable",
         default=",".join(AdaptStageConfig.trainable),
@@ -75,25 +101,29 @@ def main(argv: list[str] | None = None) -> dict:
     trainable = tuple(t.strip() for t in args.trainable.split(",") if t.strip())
     cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps, trainable=trainable)
     pose = PosePrior.from_pretrained(args.pose, device=device)
-    motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device)
+    # The motion prior only serves hcr and the motion relations (a view-prior run may have none yet).
+    needs_motion = any(t == "hcr" or (t not in OWN_TERMS and get_relation(t).order != "pose") for t in terms)
+    motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device) if needs_motion else None
     bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in OWN_TERMS], device, pose)
-    g = load_image_encoder(args.init, pose)
+    g = load_image_encoder(args.init, None if args.init_other_prior else pose)
     val_poses = load_split(args.data, "val").joints
-    if args.videos:
-        crops = list(video_crops(Path(args.videos), g.config.image_size).values())
-        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, video_crops=crops, val_poses=val_poses,
-                           data_root=data_root, init_checkpoint=args.init)  # fmt: skip
+    source_set = load_test_set("source_adapt_frames", args.data, data_root, size=g.config.image_size) \
+        if "source" in terms else None  # fmt: skip
+    if args.photos or args.videos or args.real:
+        real, refit = real_target(args, pose, g, device, data_root)
+        stage = AdaptStage(g, pose, motion, bank, cfg, device, info, real=real, source_set=source_set, refit=refit,
+                           val_poses=val_poses, data_root=data_root, init_checkpoint=args.init)  # fmt: skip
     elif args.stream:
         windows = load_split(args.data, "train").windows(60, stride=4)
         stage = AdaptStage(g, pose, motion, bank, cfg, device, info, train_windows=windows, val_poses=val_poses,
-                           data_root=data_root, init_checkpoint=args.init)  # fmt: skip
+                           data_root=data_root, init_checkpoint=args.init, source_set=source_set)  # fmt: skip
     else:
         pool = load_test_set("target_adapt_clips", args.data, data_root, size=g.config.image_size)["images"]
         frames = None
         if args.frame_pool:
             frames = load_test_set("target_adapt_frames", args.data, data_root, size=g.config.image_size)["images"]
         stage = AdaptStage(g, pose, motion, bank, cfg, device, info, pool=pool, frame_pool=frames, val_poses=val_poses,
-                           data_root=data_root, init_checkpoint=args.init)  # fmt: skip
+                           data_root=data_root, init_checkpoint=args.init, source_set=source_set)  # fmt: skip
     trainer = Trainer(stage, trainer_config(args, "adapt"), info, device)
     result = trainer.fit()
     trainer.save_final(args.out, result)

@@ -131,6 +131,11 @@ def eval_adapt(args: argparse.Namespace) -> dict[str, Any]:
 
         terms = read_metadata(ckdir / "adapted_g.safetensors").get("extra", {}).get("terms", [])
         rows.append(row("adapted G", terms, ckdir / "adapted_g.safetensors"))
+    if (ckdir / "real_g.safetensors").exists():
+        from nlrd.checkpoint import read_metadata
+
+        terms = read_metadata(ckdir / "real_g.safetensors").get("extra", {}).get("terms", [])
+        rows.append(row("real-adapted G (real photos and videos)", terms, ckdir / "real_g.safetensors"))
     if (ckdir / "oracle.safetensors").exists():
         rows.append(row("oracle (target labels)", ["supervised"], ckdir / "oracle.safetensors"))
     return {"relations": {"nonlocalness": d}, "adapt": {"rows": rows, "test_set": "target_test (2,000 renders)"}}

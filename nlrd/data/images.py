@@ -46,6 +46,7 @@ import numpy as np
 
 from nlrd.data.jpeg_check import JpegHeader, check_jpeg_scan, parse_jpeg_header
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # what folders of photos are searched for
 MIN_SIDE = 16  # pixels; smaller images hold no usable person
 DEFAULT_MAX_PIXELS = 16_000_000  # images are downscaled to at most this many pixels
 FULL_DECODE_MAX_PIXELS = 100_000_000  # formats that OpenCV can only decode at full size

@@ -7,6 +7,7 @@
 | target_test_clips | target-style 30-frame clips of test-split windows | 100 |
 | target_adapt_clips | target-style 60-frame clips of train-split windows: the unlabelled target set adaptation sees | 96 |
 | target_adapt_frames | target-style single frames of train-split poses: unlabelled scenes for frame-level terms | 17,280 |
+| source_adapt_frames | source-style frames of train-split poses with labels: the source term of real-target adaptation | 8,000 |
 
 The sets are deterministic for their seed, so the cache is only a speed-up: deleting it and
 rebuilding gives the same bytes.
@@ -42,6 +43,7 @@ TEST_SETS: dict[str, TestSetSpec] = {
     "target_test_clips": TestSetSpec("target", 100, 1003, clips=True),
     "target_adapt_clips": TestSetSpec("target", 96, 1004, clips=True, split="train", length=60),
     "target_adapt_frames": TestSetSpec("target", 17280, 1005, split="train"),
+    "source_adapt_frames": TestSetSpec("source", 8000, 1006, split="train"),
 }
 
 

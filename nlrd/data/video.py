@@ -64,6 +64,8 @@ class VideoClip(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- checks
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")  # what folders of videos are searched for
+
 def _check_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():

@@ -10,6 +10,13 @@ Terms, any subset selectable by name:
   (``relation_space="pose"``, mm / 100) or directly in latent space (``"latent"``, the paper's form).
 - a motion relation r (``flip-backward``, ``slow-backward``, ...):
   L = mean |T_v,r(Em(G(X))) - sg(Em(G'(T_X,r(X))))| (L1).
+- real-target terms (``training.real_target`` builds their data: real photos and video frames framed for G,
+  with MediaPipe's 2D keypoints and the pose prior's fits; not in the paper):
+  ``keypoints``: the weak-perspective projection of Dp(G(x)) onto the confident 2D keypoints (L1 in crop
+  units); ``fit3d``: Dp(G(x)) against the prior's fit to the keypoints (L1, mm / 100; pseudo-3D labels,
+  refreshed from the current G every ``refit_every`` steps when the caller gives a refit function);
+  ``source``: the labelled loss on source-style renders (L1, mm / 100), so G keeps its 3D.
+  Each draws ``frames`` rows and mirrors half of them (image, keypoints and pose together).
 - ``ensemble``: the identity relation against the teacher's relation ensemble: Dp(G(x)) is pulled
   (L1, mm / 100) towards the mean over the views of ``nlrd.transforms.ensemble_views`` (identity, mirror,
   in-plane +-10 degrees, each with and without the mirror) of the teacher's prediction for the viewed
@@ -31,7 +38,7 @@ BatchNorm keeps Gs's statistics (re-estimating them on target frames cost +8 mm)
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,14 +56,19 @@ from nlrd.models.image_encoder import ImageEncoder, encode_images, trainable_par
 from nlrd.models.relation_net import RelationNet
 from nlrd.precision import autocast
 from nlrd.priors import MotionPrior, PosePrior
+from nlrd.skeleton import LIMB_JOINTS
 from nlrd.stages.source import RENDER_SOURCES, colour_jitter
 from nlrd.trainer import DistInfo, adam, guarded_step, warmup_cosine, wrap_ddp
 from nlrd.transforms import MOTION_LENGTH, ensemble_views, flip_image, flip_pose, get_relation
+from nlrd.vision.target import RealTarget, project_crop
 
 CONTRASTIVE_TERMS = ("lcr", "hcr")
 ENSEMBLE_TERM = "ensemble"
+REAL_TERMS = ("keypoints", "fit3d")  # need the real target's keypoints and fits
+LABELLED_TERMS = (*REAL_TERMS, "source")
 # Terms that need no relation network.
-OWN_TERMS = (*CONTRASTIVE_TERMS, ENSEMBLE_TERM)
+OWN_TERMS = (*CONTRASTIVE_TERMS, ENSEMBLE_TERM, *LABELLED_TERMS)
+CONFIDENT = 0.5  # keypoints below this MediaPipe confidence are neither trained on nor scored
 
 
 @dataclass
@@ -95,6 +107,10 @@ class AdaptStageConfig:
     # same two latents decoded by the frozen Dp, mm / 100; Dp is many-to-one, so equal poses need not mean equal
     # latents) or "exact" (diagnostic: the exact T_y on Dp(G(x)) instead of the network).
     relation_space: str = "pose"
+    # Real-target terms (keypoints, fit3d, source): their Adam's peak learning rate (cosine decay over ``steps``).
+    lr_labelled: float = 3e-4
+    keypoint_weight: float = 1.0  # the keypoints term's L1 in crop units is scaled by this
+    refit_every: int = 0  # steps between refreshes of the fit3d targets from the current G (0: never)
 
 
 def photometric(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
@@ -171,11 +187,18 @@ class AdaptStage:
 
     name = "adapt"
 
-    def __init__(self, g: ImageEncoder, pose: PosePrior, motion: MotionPrior, relations: RelationBank,
+    def __init__(self, g: ImageEncoder, pose: PosePrior, motion: MotionPrior | None, relations: RelationBank,
                  cfg: AdaptStageConfig, device: torch.device, info: DistInfo, *, train_windows: np.ndarray | None = None,
                  val_poses: np.ndarray | None = None, video_crops: list[np.ndarray] | None = None,
                  data_root: str | Path | None = None, init_checkpoint: str | None = None,
-                 pool: np.ndarray | None = None, frame_pool: np.ndarray | None = None) -> None:  # fmt: skip
+                 pool: np.ndarray | None = None, frame_pool: np.ndarray | None = None, real: RealTarget | None = None,
+                 source_set: dict[str, np.ndarray] | None = None,
+                 refit: Callable[[ImageEncoder], np.ndarray] | None = None) -> None:  # fmt: skip
+        """Data, one of: ``pool`` (rendered clips), ``train_windows`` (clips rendered on the fly),
+        ``video_crops`` (cropped real videos) or ``real`` (a real target: its train rows are the frame pool,
+        its video clips the clips). ``source_set``: labelled renders (``images`` (N, S, S, 3) uint8,
+        ``joints3d`` (N, J, 3) mm) for the ``source`` term. ``refit(g) -> (N, J, 3)``: the real target's fits
+        redone from G's current latents (fitting in the loop, every ``cfg.refit_every`` steps)."""
         self.cfg, self.device, self.info = cfg, device, info
         self.init_checkpoint = init_checkpoint
         unknown = [t for t in cfg.terms if t not in OWN_TERMS and t not in relations.nets]
@@ -194,7 +217,9 @@ class AdaptStage:
                 p.requires_grad_(False)
         self.pose, self.motion, self.relations = pose, motion, relations
         self.latent_space = pose.latent_space  # recorded in the checkpoint, checked when it is loaded
-        for m in (pose.encoder, pose.decoder, motion.encoder, motion.decoder):
+        if motion is None and self._needs_clips():
+            raise ValueError("hcr and the motion relations need the motion prior")
+        for m in (pose.encoder, pose.decoder, *((motion.encoder, motion.decoder) if motion is not None else ())):
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -204,11 +229,17 @@ class AdaptStage:
         self.opts: dict[str, torch.optim.Optimizer] = {}
         for term in cfg.terms:
             if term in CONTRASTIVE_TERMS:
-                dim = pose.latent_dim if term == "lcr" else motion.latent_dim
+                dim = pose.latent_dim if term == "lcr" else motion.latent_dim  # type: ignore[union-attr]
                 self.heads[term] = ProjectionHead(dim).to(device)
                 self.opts[term] = adam(list(params) + list(self.heads[term].parameters()), lr=cfg.lr_contrastive)
             else:
-                self.opts[term] = adam(params, lr=cfg.lr_ensemble if term == ENSEMBLE_TERM else cfg.lr_relation)
+                lr = {ENSEMBLE_TERM: cfg.lr_ensemble, **dict.fromkeys(LABELLED_TERMS, cfg.lr_labelled)}.get(term, cfg.lr_relation)
+                self.opts[term] = adam(params, lr=lr)
+        self._real_data(real, source_set, refit)
+        if real is not None and pool is None and video_crops is None and train_windows is None:
+            frame_pool = real.frames[~real.val]
+            clips = real.clips()
+            video_crops = clips if clips else None
         self.views = ensemble_views(tuple(cfg.ensemble_angles))
         # Data: rendered target clips (labels unused) or pre-cropped real videos.
         needs_slow = any(get_relation(t).window > MOTION_LENGTH for t in cfg.terms if t not in OWN_TERMS)
@@ -236,6 +267,8 @@ class AdaptStage:
             self.frame_pool = torch.from_numpy(np.ascontiguousarray(fp))
         if self.pool is not None:
             ds: IterableDataset | None = None
+        elif video_crops is not None and all(len(c) < self.window for c in video_crops) and not self._needs_clips():
+            ds = None  # short real clips, and no term draws clips
         elif video_crops is not None:
             ds = ClipTensorDataset(video_crops, self.window, cfg.seed + info.rank)
         elif train_windows is not None:
@@ -244,8 +277,11 @@ class AdaptStage:
                 raise ValueError(f"adaptation windows need {self.window} frames, got {w.shape[1]}")
             ds = SyntheticClipDataset(w[:, : self.window], cfg.style, size=size, seed=cfg.seed * 1000 + info.rank,
                                       backgrounds=backgrounds)  # fmt: skip
+        elif self.frame_pool is not None and not self._needs_clips():
+            ds = None  # photos only: every term draws frames
         else:
-            raise ValueError("give pool (pre-rendered clips), train_windows (rendered target clips) or video_crops (real videos)")
+            raise ValueError("give pool (pre-rendered clips), train_windows (rendered target clips), video_crops (real videos) "
+                             "or a real target with videos")  # fmt: skip
         self.loader = None if ds is None else DataLoader(
             ds, batch_size=cfg.clips, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
             prefetch_factor=2 if cfg.workers > 0 else None)  # fmt: skip
@@ -257,6 +293,33 @@ class AdaptStage:
             self.val_y: np.ndarray | None = val["joints3d"]
         else:
             self.val_x, self.val_y = None, None
+
+    def _real_data(self, real: RealTarget | None, source_set: dict[str, np.ndarray] | None,
+                   refit: Callable[[ImageEncoder], np.ndarray] | None) -> None:  # fmt: skip
+        """Tensors of the real target's train and validation rows and of the labelled source renders."""
+        need_real = [t for t in self.cfg.terms if t in REAL_TERMS]
+        if need_real and real is None:
+            raise ValueError(f"terms {need_real} need a real target (training.real_target)")
+        if "source" in self.cfg.terms and source_set is None:
+            raise ValueError("the source term needs labelled renders (source_set)")
+        self.real, self.refit = real, refit
+        if real is not None:
+            train, val = np.flatnonzero(~real.val), np.flatnonzero(real.val)
+            if len(train) == 0:
+                raise ValueError("the real target has no training rows")
+            self.real_train = torch.from_numpy(train)
+            self.real_val = torch.from_numpy(val)
+            self.real_x = torch.from_numpy(np.ascontiguousarray(real.frames))
+            self.real_kp = torch.from_numpy(real.keypoints.astype(np.float32))
+            self.real_conf = torch.from_numpy(real.conf.astype(np.float32))
+            self.real_fit3d = torch.from_numpy(real.fit3d.astype(np.float32))
+        if source_set is not None:
+            self.src_x = torch.from_numpy(np.ascontiguousarray(source_set["images"]))
+            self.src_y = torch.from_numpy(np.asarray(source_set["joints3d"], np.float32))
+
+    def _needs_clips(self) -> bool:
+        """Whether a term draws clips (hcr and the motion relations) rather than single frames."""
+        return any(t == "hcr" or (t not in OWN_TERMS and get_relation(t).order != "pose") for t in self.cfg.terms)
 
     # -- trainer protocol ------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -283,6 +346,7 @@ class AdaptStage:
         return z.float()
 
     def _em(self, z_seq: torch.Tensor) -> torch.Tensor:
+        assert self.motion is not None  # refused on construction when a term needs it
         return self.motion.encoder(z_seq)
 
     def next_clips(self) -> torch.Tensor:
@@ -317,8 +381,34 @@ class AdaptStage:
         idx = torch.randperm(flat.shape[0], generator=self.gen)[: self.cfg.frames]
         return flat[idx.to(flat.device)]
 
-    def term_loss(self, term: str, clips: torch.Tensor) -> torch.Tensor:
+    def _labelled_batch(self, term: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``cfg.frames`` rows of a labelled term, half of them mirrored: x (N, 3, H, W) float, target (N, J, 2 or 3)
+        and a per-joint weight (N, J) (keypoints: confident joints; 3D targets: ones)."""
+        idx = torch.randint(len(self.real_train) if term in REAL_TERMS else len(self.src_x), (self.cfg.frames,),
+                            generator=self.gen)  # fmt: skip
+        if term in REAL_TERMS:
+            rows = self.real_train[idx]
+            x = _to_float(self.real_x[rows])
+            y = self.real_kp[rows] if term == "keypoints" else self.real_fit3d[rows]
+            w = (self.real_conf[rows] >= CONFIDENT).float() if term == "keypoints" else torch.ones(y.shape[:2])
+        else:
+            x, y = _to_float(self.src_x[idx]), self.src_y[idx]
+            w = torch.ones(y.shape[:2])
+        m = torch.rand(x.shape[0], generator=self.gen) < 0.5
+        x = torch.where(m[:, None, None, None], flip_image(x), x)
+        y = torch.where(m[:, None, None], flip_pose(y, self.pose.skeleton), y)
+        w = torch.where(m[:, None], w[:, torch.as_tensor(self.pose.skeleton.flip_permutation)], w)
+        return x.to(self.device), y.to(self.device), w.to(self.device)
+
+    def term_loss(self, term: str, clips: torch.Tensor | None) -> torch.Tensor:
         cfg = self.cfg
+        if term in LABELLED_TERMS:
+            x, y, w = self._labelled_batch(term)
+            joints = self.pose.decoder(self._g(photometric(x, cfg.augment_strength, self.gen)))
+            if term == "keypoints":
+                err = (project_crop(joints) - y).abs().sum(-1)  # (N, J) crop units
+                return cfg.keypoint_weight * (err * w).sum() / w.sum().clamp_min(1.0)
+            return ((joints - y).abs().mean(-1) * w).sum() / w.sum().clamp_min(1.0) / 100.0
         if term == "lcr":
             x = self._frames(clips)
             z = self._g(x)
@@ -393,13 +483,19 @@ class AdaptStage:
 
     def train_step(self, step: int) -> dict[str, float]:
         term = self.cfg.terms[step % len(self.cfg.terms)]
+        if self.refit is not None and self.cfg.refit_every > 0 and step > 0 and step % self.cfg.refit_every == 0:
+            # Fitting in the loop: the prior's fits redone from the current G's latents (a better start).
+            self.g.eval()
+            self.real_fit3d = torch.from_numpy(np.asarray(self.refit(self.g), np.float32))
         self.g.train(self.cfg.bn_train)
-        clips = self.next_clips()
+        uses_clips = term == "hcr" or (term not in OWN_TERMS and get_relation(term).order != "pose")
+        clips = self.next_clips() if uses_clips or (term not in LABELLED_TERMS and self.frame_pool is None) else None
         loss = self.term_loss(term, clips)
         opt = self.opts[term]
-        if term == ENSEMBLE_TERM:
+        if term == ENSEMBLE_TERM or term in LABELLED_TERMS:
+            peak = self.cfg.lr_ensemble if term == ENSEMBLE_TERM else self.cfg.lr_labelled
             for group in opt.param_groups:
-                group["lr"] = self.cfg.lr_ensemble * warmup_cosine(step, self.cfg.steps, 0, 0.0)
+                group["lr"] = peak * warmup_cosine(step, self.cfg.steps, 0, 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         guarded_step(opt, loss)
@@ -411,7 +507,26 @@ class AdaptStage:
         return self.pose.decoder(encode_images(self.g, x, self.device, amp=self.cfg.amp)).cpu().numpy()
 
     def evaluate(self) -> dict[str, float]:
-        if self.val_x is None or self.val_y is None:
-            return {}
-        pred = self.predict(self.val_x)
-        return {"val_mpjpe_mm": float(mpjpe(pred, self.val_y)), "val_pa_mpjpe_mm": float(pa_mpjpe(pred, self.val_y))}
+        out: dict[str, float] = {}
+        if self.val_x is not None and self.val_y is not None:
+            pred = self.predict(self.val_x)
+            out.update(val_mpjpe_mm=float(mpjpe(pred, self.val_y)), val_pa_mpjpe_mm=float(pa_mpjpe(pred, self.val_y)))
+        if self.real is not None and len(self.real_val):
+            out.update(real_agreement(self.predict(_to_float(self.real_x[self.real_val])), self.real, self.real_val.numpy()))
+        return out
+
+
+def real_agreement(joints: np.ndarray, real: RealTarget, rows: np.ndarray) -> dict[str, float]:
+    """G's 2D agreement with the real target's keypoints on ``rows``: PCK@0.2 of the person box over the
+    confident limb joints (the real-photo benchmark's score) and the mean error in crop units.
+
+    Args:
+        joints: (len(rows), J, 3) mm, Dp(G(x)) for the rows' crops.
+    """
+    proj = project_crop(torch.from_numpy(np.asarray(joints, np.float32))).numpy()
+    ok = real.conf[rows] >= CONFIDENT
+    ok[:, [j for j in range(ok.shape[1]) if j not in LIMB_JOINTS]] = False
+    d = np.linalg.norm(proj - real.keypoints[rows], axis=-1)
+    hit = (d <= real.pck_radius[rows, None]) & ok
+    err = float(d[ok].mean()) if ok.any() else float("nan")
+    return {"real_val_pck": float(hit.sum() / max(ok.sum(), 1)), "real_val_kp_err": err}
