@@ -62,6 +62,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import nlrd
 from nlrd import viz
 from nlrd.adapt_session import (
+    BUILTIN_REAL_PHOTOS,
     AdaptSession,
     Report,
     SessionSettings,
@@ -110,7 +111,6 @@ EXAMPLE_SEED = 7
 PREVIEW_FRAMES, PREVIEW_SPACING_M = 8, 0.9  # GLB viewer: a film strip of a clip (frames, metres apart)
 STATE_TTL_S = 3600  # per-user state (thumbnails, sequences, an adapted G) is dropped after an hour
 ADAPT_SOURCES = ("built-in synthetic target clips", "my videos", "real photos and videos")
-BUILTIN_REAL_PHOTOS = 48  # real photos a "real" session takes from the data folder when no examples or uploads are given
 ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a run folder: one plain name below --runs-dir
 DEFAULT_RUNS_DIR = "runs/app"

@@ -24,6 +24,14 @@ Reported per variant and seed: seconds to render the data (once per seed), secon
 end, and the change (end minus start, mm; negative means the session lowered the error). A median
 over the seeds closes the table. Prints markdown and writes the numbers as JSON.
 
+With ``--real`` the sessions run on real photos instead, as the tab's "real photos and videos" source does
+without uploads: per seed, 48 of the data folder's tuning exercise photos (a different sample per seed; never
+a held-out one), MediaPipe's keypoints, the prior's fits, and the tab's default real session (keypoints, fit3d
+and source terms). Reported: seconds to prepare the data and of the session, and G's 2D agreement with
+MediaPipe (PCK@0.2) on the held-out quarter of those photos before and after::
+
+    python benchmarks/adapt_session.py --real --seeds 0 1 2 3 4 --out out/adapt_session_real.json
+
 With ``--app`` the same default session also runs the way people run it: ``app.py`` is launched on a
 free localhost port and ``/adapt`` is called once through ``gradio_client`` with the tab's default
 values (the first call renders the built-in clips too). Reported: seconds from the call to its final
@@ -110,6 +118,31 @@ def run_variant(variant: Variant, predictor: PosePredictor, data: TargetData, st
             "pa_change_mm": round(summary["after_pa_mpjpe_mm"] - summary["before_pa_mpjpe_mm"], 2)}  # fmt: skip
 
 
+def run_real(predictor: PosePredictor, seed: int, data_root: Path | None) -> dict[str, Any]:
+    """The tab's default real session on a per-seed sample of tuning photos: seconds and agreement before / after."""
+    from nlrd.adapt_session import BUILTIN_REAL_PHOTOS, real_target_data
+    from nlrd.data.paths import resolve_data_root
+    from nlrd.vision import tuning_exercise_photos
+
+    photos = tuning_exercise_photos(resolve_data_root(data_root))
+    step = max(1, len(photos) // BUILTIN_REAL_PHOTOS)
+    paths = photos[seed % step :: step][:BUILTIN_REAL_PHOTOS]
+    t0 = time.perf_counter()
+    data = real_target_data(paths, predictor, seed=seed)
+    data_s = time.perf_counter() - t0
+    settings = dataclasses.replace(default_settings(predictor, predictor.device.type, real=True), seed=seed).checked()
+    session = AdaptSession(predictor, data, settings)
+    t1 = time.perf_counter()
+    for _ in session.run():
+        pass
+    seconds = time.perf_counter() - t1
+    s = session.summary()
+    return {"seed": seed, "started_from": s["started_from"], "terms": s["terms"], "steps": s["steps_done"],
+            "frames": int(len(data.real.frames)) if data.real is not None else 0, "held_out": int(len(data.eval_images)),
+            "data_seconds": round(data_s, 2), "seconds": round(seconds, 2), "before": s["before_agreement_pck"],
+            "after": s["after_agreement_pck"], "curve": [[k, v] for k, v in session.agreement]}  # fmt: skip
+
+
 def run_in_app(checkpoints: Path, threads: int | None) -> dict[str, Any]:
     """One default /adapt call through gradio_client against a freshly launched app.py (CPU)."""
     from app_latency import start_app
@@ -145,10 +178,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR)
     ap.add_argument("--out", type=Path, default=Path("out/adapt_session.json"))
     ap.add_argument("--app", action="store_true", help="also run the default session through app.py's /adapt")
+    ap.add_argument("--real", action="store_true", help="the tab's default session on real photos (see the module doc)")
+    ap.add_argument("--data-root", type=Path, default=None, help="data folder of the real photos (--real)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
+    if args.real:
+        real_rows = []
+        for seed in args.seeds:
+            r = run_real(predictor, seed, args.data_root)
+            real_rows.append(r)
+            print(f"seed {seed}: agreement {r['before']:.3f} -> {r['after']:.3f} in {r['data_seconds']:.0f} + "
+                  f"{r['seconds']:.0f} s", flush=True)  # fmt: skip
+        print(f"\nReal-photo sessions on {args.device} ({torch.get_num_threads()} threads, {os.cpu_count()} cores)\n")
+        print("| seed | started from | terms | steps | frames (held out) | data s | session s | PCK@0.2 before -> after |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in real_rows:
+            print(f"| {r['seed']} | {r['started_from']} | {'+'.join(r['terms'])} | {r['steps']} | "
+                  f"{r['frames']} ({r['held_out']}) | {r['data_seconds']:.1f} | {r['seconds']:.1f} | "
+                  f"{r['before']:.3f} -> {r['after']:.3f} |")  # fmt: skip
+        rose = sum(r["after"] > r["before"] for r in real_rows)
+        med_s = statistics.median(r["seconds"] for r in real_rows)
+        med_d = statistics.median(r["data_seconds"] for r in real_rows)
+        print(f"\nagreement rose in {rose} of {len(real_rows)} seeds; median session {med_s:.1f} s, data {med_d:.1f} s")
+        result = {"device": args.device, "real": real_rows, "rose": rose}
+        write_report(args.out, result)
+        return result
 
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--checkpoints", default="checkpoints", help="pose prior and keypoint start of the fits")
     p.add_argument("--photos", type=int, default=0, help="held-out photos to use (0: all)")
     p.add_argument("--renders", type=int, default=2000)
+    p.add_argument("--video-frames", type=int, default=None, help="each video's first frames only (default: all)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = first.config.image_size
     held = collect(photos, [], size, exclude=set(), log=False)
     videos = sorted(q for q in (root / "media").iterdir() if q.suffix.lower() in VIDEO_SUFFIXES)
-    vids = collect([], videos, size, exclude=set(), log=False)
+    vids = collect([], videos, size, exclude=set(), log=False, max_frames=args.video_frames)
     clips = RealTarget(**vids, fit3d=np.zeros(vids["keypoints"].shape[:2] + (3,), np.float32)).clips()
     renders = load_test_set("target_test", args.data, root, size=size)
     n_r = min(args.renders, len(renders["images"]))

@@ -79,6 +79,7 @@ __all__ = [
     "Report",
     "SessionSettings",
     "TargetData",
+    "BUILTIN_REAL_PHOTOS",
     "available_terms",
     "builtin_target_data",
     "real_target_data",
@@ -108,6 +109,7 @@ START_CHOICES = ("auto", "gs", "predictor")  # SessionSettings.start
 # every stage of G trained with BatchNorm re-estimated (measured on the tuning photos: docs/results.md).
 REAL_TERMS = ("keypoints", "fit3d", "source")
 REAL_STEPS = 60
+BUILTIN_REAL_PHOTOS = 48  # real photos a session takes from the data folder when no examples or uploads are given
 REAL_HELD_OUT_EVERY = 4  # every 4th real frame is held out: measured, never trained on
 SOURCE_RENDERS = 256  # labelled source renders of held-out poses for the source term
 ALL_STAGES = ("stem", "layer1", "layer2", "layer3", "head")

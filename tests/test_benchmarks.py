@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from nlrd.inference import IMAGE_CHECKPOINTS
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 
@@ -240,7 +242,8 @@ def test_adapt_session_compares_starts_on_the_same_frames(tmp_path: Path) -> Non
     bench.main(["--variants", "auto:pose-flip:default", "predictor:pose-flip:1e-5", "--steps", "2", "--eval-every", "1",
                 "--threads", "1", "--out", str(out)])  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
-    assert [r["started_from"] for r in rows] == ["source_gs.safetensors", "adapted_g.safetensors"]
+    shipped = next(n for n in IMAGE_CHECKPOINTS if (REPO / "checkpoints" / n).exists())  # the predictor's own G
+    assert [r["started_from"] for r in rows] == ["source_gs.safetensors", shipped]
     for r in rows:
         assert [s for s, _ in r["curve_mm"]] == [0, 1, 2] and r["seconds"] > 0 and r["data_seconds"] > 0
         assert r["change_mm"] == pytest.approx(r["end_mm"] - r["start_mm"], abs=0.011) and 50 < r["start_mm"] < 400
@@ -318,3 +321,21 @@ def test_relation_ceiling_on_real_target_renders(prepared_data: Path, data_root:
     assert all(np.isfinite(v) and 0 < v < 1000 for v in [*rows.values(), *crows.values()])
     results = {"Gs": {"images": rows, "clips": crows}}
     assert bench.table(results, "clips").count("\n") == len(crows) + 1
+
+
+@pytest.mark.skipif(not (REPO / "checkpoints" / "source_gs.safetensors").exists(), reason="shipped Gs not found")
+def test_real_adaptation_scores_models_on_the_same_held_out_photos(data_root: Path, prepared_data: Path, tmp_path: Path) -> None:
+    """Two models side by side on the same held-out photos, renders and videos; the scores are in range and
+    the same model scores the same twice."""
+    bench = load("real_adaptation")
+    ck = REPO / "checkpoints"
+    out = tmp_path / "real.json"
+    res = bench.main(["--data-root", str(data_root), "--data", str(prepared_data), "--photos", "8", "--renders", "24",
+                      "--video-frames", "40", "--models", f"{ck / 'source_gs.safetensors'},{ck / 'oracle.safetensors'}",
+                      "--out", str(out)])  # fmt: skip
+    rows = json.loads(out.read_text())["models"]
+    assert set(rows) == {"source_gs", "oracle"} and res["person_found"] >= 6
+    for r in rows.values():
+        assert 0.0 <= r["g_pck"] <= 1.0 and 0.0 <= r["fit_pck"] <= 1.0 and 0.0 <= r["g_front_back"] <= 1.0
+        assert 30 < r["renders_mpjpe_mm"] < 400 and r["video_flip_mm"] > 0 and r["video_jitter_mm"] > 0
+    assert rows["source_gs"]["fit_pck"] > 0.8  # the fit follows the keypoints whatever G starts it
