@@ -12,7 +12,7 @@ def test_stage_order_and_scaled_steps(tmp_path: Path) -> None:
     listed = stages(tmp_path, "data", [], scale=0.5)
     names = [name for name, _ in listed]
     assert names == ["prepare_data", "pose_aae", "pose_decoder_finetune", "motion_ae", "motion_ae_finetune", "source",
-                     "oracle", "relations", "adapt", "ablation", "evaluate"]  # fmt: skip
+                     "oracle", "relations", "adapt", "ablation", "keypoint_start", "real_adapt", "evaluate"]  # fmt: skip
     cmd = dict(listed)["pose_aae"]
     assert cmd[cmd.index("--steps") + 1] == str(round(POSE_STEPS * 0.5))
     # The motion prior starts against the base decoder and is fine-tuned against the final one.

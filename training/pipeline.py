@@ -8,7 +8,10 @@ prepare_data -> pose_aae (6000 steps) -> pose decoder fine-tune (2000 steps: joi
 coverage, Ep frozen) -> motion_ae (4000 steps against the base decoder, then 2500 against the
 fine-tuned one) -> source Gs (5000 steps) -> oracle (target labels, 1000 steps from Gs) -> relation
 networks (1500 steps, 1000 for the motion relations) -> adapt (the shipped adapted G's terms) ->
-ablation rows (the adapt stage's run is reused for its own row) -> evaluate.
+ablation rows (the adapt stage's run is reused for its own row) -> the fit's learned start
+(keypoint_start, 8 minutes) -> real_adapt (G adapted to the real
+exercise photos and videos of the data folder: keypoints, fit3d and source terms, 1500 steps; the real
+target is built first, about 4 minutes) -> evaluate.
 ``--scale`` multiplies every step count (0.1 for a smoke run). Wall time per stage is printed and
 written to ``<out-dir>/pipeline.json``.
 """
@@ -31,14 +34,21 @@ RELATION_STEPS, MOTION_RELATION_STEPS = 1500, 1000
 # The priors' recipe, timed in docs/results.md ("Pose and motion priors"): every priors stage runs its
 # layers under bf16 autocast where the CPU has AMX, with fused Adam.
 POSE_STEPS, POSE_FT_STEPS, MOTION_STEPS, MOTION_FT_STEPS = 6000, 2000, 4000, 2500
+# The shipped real-adapted G's recipe (docs/results.md, "Real-target adaptation").
+REAL_STEPS = 1500
+REAL_FLAGS = ["--terms", "keypoints,fit3d,source", "--trainable", "stem,layer1,layer2,layer3,head", "--stage-bn-train",
+              "--stage-refit-every", "500"]  # fmt: skip
 
 
 def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tuple[str, list[str]]]:
     def n(steps: int) -> str:
         return str(max(2, round(steps * scale)))
 
+    from nlrd.data.paths import default_data_root
+
     common = ["--data", data, *data_root, "--no-progress"]
     pose_base = str(out / "pose_aae_base.safetensors")
+    root = Path(data_root[1]) if data_root else default_data_root()
     return [
         ("prepare_data", ["training.prepare_data", *data_root, "--out", data, "--no-progress"]),
         ("pose_aae", ["training.train_pose_aae", *common, "--steps", n(POSE_STEPS), "--out", pose_base,
@@ -72,6 +82,14 @@ def stages(out: Path, data: str, data_root: list[str], scale: float) -> list[tup
                    "--run-dir", str(out / "run_adapt")]),
         ("ablation", ["training.ablation", "--data", data, *data_root, "--steps", n(ADAPT_STEPS), "--checkpoints", str(out),
                       "--out-dir", str(out / "ablation"), "--reuse", str(out / "adapted_g.safetensors")]),
+        ("keypoint_start", ["training.train_keypoint_start", "--data", data, *data_root,
+                            "--prior", str(out / "pose_aae.safetensors"), "--minutes", str(max(0.5, 8 * scale)),
+                            "--out", str(out / "keypoint_start.safetensors")]),
+        ("real_adapt", ["training.adapt", *common, "--steps", n(REAL_STEPS), *REAL_FLAGS,
+                        "--photos", str(root / "exercise_photos" / "images"), "--videos", str(root / "media"),
+                        "--real", str(out / "real_target.npz"), "--init", str(out / "source_gs.safetensors"),
+                        "--pose", str(out / "pose_aae.safetensors"), "--start", str(out / "keypoint_start.safetensors"),
+                        "--out", str(out / "real_g.safetensors"), "--run-dir", str(out / "run_real_adapt")]),
         ("evaluate", ["training.evaluate", "--data", data, *data_root, "--checkpoints", str(out), "--only",
                       "priors,source,adapt", "--ablation-dir", str(out / "ablation"), "--out", str(out / "results.json")]),
     ]  # fmt: skip

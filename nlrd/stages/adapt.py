@@ -69,6 +69,12 @@ LABELLED_TERMS = (*REAL_TERMS, "source")
 # Terms that need no relation network.
 OWN_TERMS = (*CONTRASTIVE_TERMS, ENSEMBLE_TERM, *LABELLED_TERMS)
 CONFIDENT = 0.5  # keypoints below this MediaPipe confidence are neither trained on nor scored
+# What a real-target run saw (its 2D keypoints and fits come from MediaPipe Pose, Apache-2.0, and the pose prior).
+REAL_TARGET_SOURCE = {
+    "name": "real unlabelled photos and videos given as the adaptation target (the shipped run: Free Exercise DB photos "
+            "without the held-out exercises, and the squat and deadlift videos from Wikimedia Commons)",
+    "licence": "as given by the user (the shipped run: The Unlicense for the photos, CC BY 3.0 for the videos)",
+}  # fmt: skip
 
 
 @dataclass
@@ -334,9 +340,13 @@ class AdaptStage:
     def checkpoint_meta(self) -> dict[str, Any]:
         from nlrd.stages.common import MOCAP_SOURCES
 
-        return {"config": {"model": asdict(self.g.config), "stage": asdict(self.cfg)},
-                "data_sources": MOCAP_SOURCES + RENDER_SOURCES,
-                "extra": {"init_checkpoint": self.init_checkpoint, "terms": list(self.cfg.terms)}}  # fmt: skip
+        extra: dict[str, Any] = {"init_checkpoint": self.init_checkpoint, "terms": list(self.cfg.terms)}
+        sources = MOCAP_SOURCES + RENDER_SOURCES
+        if self.real is not None:
+            sources = sources + [REAL_TARGET_SOURCE]
+            extra["real_target"] = {"rows": len(self.real), "train_rows": len(self.real_train), "val_rows": len(self.real_val)}
+        return {"config": {"model": asdict(self.g.config), "stage": asdict(self.cfg)}, "data_sources": sources,
+                "extra": extra}  # fmt: skip
 
     # -- pieces ------------------------------------------------------------------------------------
     def _g(self, x: torch.Tensor) -> torch.Tensor:
