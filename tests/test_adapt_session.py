@@ -149,9 +149,12 @@ def test_settings_terms_and_defaults(predictor: PosePredictor, data: TargetData)
         AdaptSession(predictor, data, settings(terms=("lcr", "teleport")))
     with pytest.raises(ValueError, match="no relation network"):
         AdaptSession(predictor, data, settings(terms=("inplane-10",)))
-    assert available_terms(predictor) == ["lcr", "hcr", "pose-flip", "ensemble"]
+    labelled = ["keypoints", "fit3d", "source"]  # the real-target terms (they need real photos or videos)
+    assert available_terms(predictor) == ["lcr", "hcr", "pose-flip", "ensemble", *labelled]
     no_motion = PosePredictor(predictor.encoder, predictor.pose, None, predictor.device, {}, predictor.relations)
-    assert available_terms(no_motion) == ["lcr", "pose-flip", "ensemble"]
+    assert available_terms(no_motion) == ["lcr", "pose-flip", "ensemble", *labelled]
+    with pytest.raises(ValueError, match="need a real target"):
+        AdaptSession(predictor, data, settings(terms=("keypoints",)))
     with pytest.raises(ValueError, match="motion prior"):
         AdaptSession(no_motion, data, settings())
     d = default_settings(predictor, "cpu")
