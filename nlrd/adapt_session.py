@@ -80,6 +80,7 @@ __all__ = [
     "SessionSettings",
     "TargetData",
     "BUILTIN_REAL_PHOTOS",
+    "DEMO_MOTIONS",
     "available_terms",
     "builtin_target_data",
     "real_target_data",
@@ -93,6 +94,7 @@ __all__ = [
 
 ADAPTED_NAME = ADAPTED_CHECKPOINT  # the file a session saves into its run folder (PosePredictor prefers it)
 PREPARED_DATA = REPO_ROOT / "data"  # where training.prepare_data writes mocap.npz (its default --out)
+DEMO_MOTIONS = "synthetic demo motions (no prepared motion capture found)"  # where built-in clips come from without data
 CLIP_FRAMES = 60  # built-in clip length: enough for every relation, the 60-frame slow ones included
 BUILTIN_CLIPS = 12  # built-in target clips (windows of adaptation batches are drawn from them)
 EVAL_IMAGES = 64  # labelled target renders of the error curve
@@ -175,7 +177,7 @@ def _held_out_poses(prepared: str | Path | None, clips: int, n_eval: int, seed: 
                 return windows.astype(np.float32), poses.astype(np.float32), "held-out test-split motion capture"
     windows = demo_poses.random_windows(clips, rng, length=CLIP_FRAMES)
     poses = demo_poses.random_poses(n_eval, rng)
-    return windows, poses, "synthetic demo motions (no prepared motion capture found)"
+    return windows, poses, DEMO_MOTIONS
 
 
 def builtin_target_data(image_size: int, style: Style | str | None = None, *, clips: int = BUILTIN_CLIPS,

@@ -487,6 +487,31 @@ def test_adapt_on_real_photos_shows_agreement_and_keypoints(app: ModuleType, ada
     assert terms["value"] == ["keypoints", "fit3d", "source"]
 
 
+def test_adapt_says_on_screen_when_built_in_clips_are_demo_motions(app: ModuleType) -> None:
+    """Without prepared mocap the built-in clips change what the target error measures: the status says so."""
+    from types import SimpleNamespace
+
+    from nlrd.adapt_session import DEMO_MOTIONS, Report
+
+    report = Report(3, 3, {"lcr": [(3, 1.0)]}, [(0, 150.0), (3, 149.0)], 1.0, "done")
+    data = SimpleNamespace(description=f"2 clips from {DEMO_MOTIONS}")
+    session = SimpleNamespace(device=SimpleNamespace(type="cpu"), data=data)
+    assert "synthetic demo motions" in app._adapt_status(report, session) and "⚠" in app._adapt_status(report, session)
+    session.data.description = "2 clips from held-out test-split motion capture"
+    assert "⚠" not in app._adapt_status(report, session)
+
+
+def test_app_start_prepares_the_mocap_the_adapt_tab_needs(app: ModuleType, data_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import nlrd.adapt_session as session_module
+
+    monkeypatch.setattr(session_module, "PREPARED_DATA", tmp_path / "data")
+    monkeypatch.setattr(app, "default_data_root", lambda: tmp_path / "no_such_folder")
+    assert app.prepare_mocap_if_possible() is False and not (tmp_path / "data" / "mocap.npz").exists()
+    monkeypatch.setattr(app, "default_data_root", lambda: data_root)
+    assert app.prepare_mocap_if_possible() is True and (tmp_path / "data" / "mocap.npz").exists()
+
+
 def test_adapt_cancel_shows_where_the_session_got_to(app: ModuleType, adapt_ctx) -> None:
     import threading
 

@@ -53,7 +53,9 @@ def test_fitted_path_follows_real_people_better_than_g_and_a_constant_pose(predi
     rate = {k: h / max(n, 1) for k, (h, n) in hits.items()}
     assert hits["fit"][1] > 50, hits
     assert rate["fit"] >= 0.9, rate
-    assert rate["fit"] > rate["constant"] + 0.3 and rate["fit"] > rate["g"] + 0.3, rate
+    assert rate["fit"] > rate["constant"] + 0.3 and rate["fit"] > rate["g"], rate
+    # The shipped G is adapted to real photos: it follows people clearly better than a constant pose too.
+    assert rate["g"] > rate["constant"] + 0.2, rate
     assert np.mean(facing) >= 0.8, facing
 
 
