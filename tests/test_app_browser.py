@@ -142,6 +142,21 @@ def test_adapt_small_session_draws_curves(page, shots: Path) -> None:
     page.screenshot(path=str(shots / "adapt.png"))
 
 
+def test_adapt_real_source_proposes_the_keypoint_terms(page) -> None:
+    """Choosing real photos and videos as the target switches the proposed terms to the keypoint terms, and back."""
+    _open_tab(page, "Adapt")
+    terms = page.locator("#adapt-terms")
+    page.get_by_label("real photos and videos").check()
+    for name in ("keypoints", "fit3d", "source"):
+        expect_checked = terms.get_by_label(name, exact=True)
+        expect_checked.wait_for()
+        page.wait_for_function("(el) => el.checked", arg=expect_checked.element_handle())
+    assert not terms.get_by_label(CPU_TERMS[0], exact=True).is_checked()
+    page.get_by_label("built-in synthetic target clips").check()
+    page.wait_for_function("(el) => el.checked", arg=terms.get_by_label(CPU_TERMS[0], exact=True).element_handle())
+    assert not terms.get_by_label("keypoints", exact=True).is_checked()
+
+
 def test_about_buttons(page, shots: Path) -> None:
     _open_tab(page, "About")
     page.locator(".nlrd-diagram svg").wait_for()
