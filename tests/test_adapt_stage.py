@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,8 @@ from nlrd.transforms import flip_image, flip_pose
 TERMS = ("lcr", "hcr", "pose-flip", "inplane-10", "flip-backward", "slow-backward")
 
 
-def test_every_term_steps_and_only_layer2_changes(priors: tuple[PosePrior, MotionPrior]) -> None:
+def test_every_term_steps_and_only_layer2_changes(priors: tuple[PosePrior, MotionPrior], data_root: Path) -> None:
+    """(Target-style clips render over the data folder's photo backgrounds: skipped without it.)"""
     torch.manual_seed(0)
     pose, motion = priors
     g = build_image_encoder(ImageEncoderConfig(width=8, head_channels=16, head_hidden=32, image_size=48), seed=0)
@@ -28,7 +31,7 @@ def test_every_term_steps_and_only_layer2_changes(priors: tuple[PosePrior, Motio
                            trainable=("layer2",))  # fmt: skip
     before = {k: v.detach().clone() for k, v in g.state_dict().items()}
     stage = AdaptStage(g, pose, motion, bank, cfg, torch.device("cpu"), DistInfo(), train_windows=windows,
-                       val_poses=windows[:, 0])  # fmt: skip
+                       val_poses=windows[:, 0], data_root=data_root)  # fmt: skip
     logs = [stage.train_step(step) for step in range(len(TERMS))]
     assert [next(iter(d)) for d in logs] == [f"loss/{t}" for t in TERMS]
     assert all(np.isfinite(next(iter(d.values()))) for d in logs)
