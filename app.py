@@ -1491,7 +1491,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                     with gr.Column(scale=4):
                         with gr.Row(equal_height=True):
                             adapt_loss_plot = gr.Plot(_adapt_loss_figure(None), label="Losses", elem_id="adapt-loss-plot")
-                            adapt_err_plot = gr.Plot(_adapt_error_figure(None), label="Target error", elem_id="adapt-error-plot")
+                            adapt_err_plot = gr.Plot(_adapt_error_figure(None), elem_id="adapt-error-plot",
+                                                     label="Target error (renders) or agreement (real frames)")  # fmt: skip
                         adapt_cmp_plot = gr.Plot(_message_figure("Before / after skeletons on the same frames appear when "
                                                                  "a session ends.", height=300),
                                                  label="Before / after on the same target frames (drag to orbit)",
