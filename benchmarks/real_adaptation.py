@@ -19,6 +19,13 @@ For every model (a row of ``training.ablation --real``, or a list of checkpoints
   (mm / frame^2) of G's poses over consecutive frames.
 
 MediaPipe runs once per photo and video; every model then scores the same crops.
+
+``--ceiling`` instead measures what a pose prior can hold of real people: the prior's fits stored in a real
+target (``training.real_target``, tuning photos only), projected as G's joints are, against MediaPipe; then the
+same fits encoded and decoded by each prior of ``--priors`` (the best G on that prior is about this good)::
+
+    python benchmarks/real_adaptation.py --ceiling runs/real_target.npz \
+        --priors checkpoints/pose_aae.safetensors,checkpoints/views/pose_aae.safetensors
 """
 
 from __future__ import annotations
@@ -77,6 +84,25 @@ def _video_scores(g: torch.nn.Module, pose: PosePrior, clips: list[np.ndarray]) 
     return {"video_flip_mm": float(np.mean(flips)), "video_jitter_mm": float(np.mean(accs))}
 
 
+def prior_ceiling(target_path: Path, priors: list[Path]) -> dict[str, Any]:
+    """PCK@0.2 of the real target's fits on its photos, as they are and through each prior's encoder and decoder."""
+    target = RealTarget.load(target_path)
+    rows = np.flatnonzero(target.clip_id < 0)
+    out: dict[str, Any] = {"photos": len(rows), "fits": real_agreement(target.fit3d[rows], target, rows)["real_val_pck"]}
+    for path in priors:
+        prior = PosePrior.from_pretrained(path)
+        with torch.no_grad():
+            back = np.asarray(prior.decode(prior.encode(target.fit3d[rows])))
+        out[str(path)] = {"pck": real_agreement(back, target, rows)["real_val_pck"],
+                          "mm_from_fit": float(np.linalg.norm(back - target.fit3d[rows], axis=-1).mean())}  # fmt: skip
+    print(f"\n### What a pose prior can hold of real people ({len(rows)} tuning photos)\n")
+    print("| joints | PCK@0.2 vs MediaPipe | mean distance from the fit (mm) |\n|---|---:|---:|")
+    print(f"| the prior's fits as they are | {out['fits']:.3f} | 0 |")
+    for path in priors:
+        print(f"| the fits through {path} | {out[str(path)]['pck']:.3f} | {out[str(path)]['mm_from_fit']:.1f} |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -88,7 +114,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--renders", type=int, default=2000)
     p.add_argument("--video-frames", type=int, default=None, help="each video's first frames only (default: all)")
     p.add_argument("--out", default=None)
+    p.add_argument("--ceiling", default=None, help="a real target (.npz): measure the priors' ceiling on it instead")
+    p.add_argument("--priors", default="checkpoints/pose_aae.safetensors", help="comma list of pose priors (--ceiling)")
     args = p.parse_args(argv)
+    if args.ceiling:
+        return prior_ceiling(Path(args.ceiling), [Path(q) for q in args.priors.split(",") if q])
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = resolve_data_root(args.data_root)
     models: dict[str, Path] = {}

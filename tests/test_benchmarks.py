@@ -339,3 +339,17 @@ def test_real_adaptation_scores_models_on_the_same_held_out_photos(data_root: Pa
         assert 0.0 <= r["g_pck"] <= 1.0 and 0.0 <= r["fit_pck"] <= 1.0 and 0.0 <= r["g_front_back"] <= 1.0
         assert 30 < r["renders_mpjpe_mm"] < 400 and r["video_flip_mm"] > 0 and r["video_jitter_mm"] > 0
     assert rows["source_gs"]["fit_pck"] > 0.8  # the fit follows the keypoints whatever G starts it
+
+
+def test_prior_ceiling_scores_the_fits_and_their_round_trip(tmp_path: Path) -> None:
+    """Fits that are the renders' own labels agree with their keypoints; through the prior they can only lose."""
+    from test_real_target import _render_target
+
+    bench = load("real_adaptation")
+    target = _render_target(40)
+    target.clip_id[:] = -1
+    target.save(tmp_path / "t.npz")
+    prior = REPO / "checkpoints" / "pose_aae.safetensors"
+    out = bench.main(["--ceiling", str(tmp_path / "t.npz"), "--priors", str(prior)])
+    assert out["photos"] == 40 and out["fits"] > 0.95
+    assert out[str(prior)]["pck"] <= out["fits"] + 1e-9 and 0 < out[str(prior)]["mm_from_fit"] < 300
