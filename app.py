@@ -62,13 +62,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import nlrd
 from nlrd import viz
 from nlrd.adapt_session import (
-    BUILTIN_REAL_PHOTOS,
     DEMO_MOTIONS,
     AdaptSession,
     Report,
     SessionSettings,
     TargetData,
     available_terms,
+    builtin_real_photos,
     builtin_target_data,
     default_settings,
     real_target_data,
@@ -957,15 +957,10 @@ def _builtin_real_paths(ctx: AppContext) -> list[str]:
         if images or clips:
             return images + clips
     try:
-        from nlrd.vision import tuning_exercise_photos
-
-        photos = tuning_exercise_photos(default_data_root())
+        return [str(p) for p in builtin_real_photos(default_data_root())]
     except ValueError:
-        photos = []
-    if not photos:
-        raise gr.Error("Add photos or videos of people (no examples folder and no data folder with exercise photos here).")
-    step = max(1, len(photos) // BUILTIN_REAL_PHOTOS)
-    return [str(p) for p in photos[::step][:BUILTIN_REAL_PHOTOS]]
+        raise gr.Error("Add photos or videos of people (no examples folder, and no data folder with exercise photos "
+                       "here).") from None
 
 
 def _adapt_target(ctx: AppContext, source: str, videos: Any, progress: Callable[..., Any]) -> TargetData:

@@ -53,7 +53,7 @@ from typing import Any
 
 import torch
 
-from nlrd.adapt_session import START_CHOICES, AdaptSession, TargetData, builtin_target_data, default_settings
+from nlrd.adapt_session import START_CHOICES, AdaptSession, SessionSettings, TargetData, builtin_target_data, default_settings
 from nlrd.inference import PosePredictor
 from nlrd.priors import CHECKPOINT_DIR
 
@@ -89,6 +89,15 @@ class Variant:
         return f"{self.start}:{terms}:{'default' if self.lr is None else f'{self.lr:g}'}"
 
 
+def run_to_end(predictor: PosePredictor, data: TargetData, settings: SessionSettings) -> tuple[AdaptSession, float]:
+    """A session over ``data`` run to its end -> (the session, its seconds)."""
+    session = AdaptSession(predictor, data, settings)
+    t0 = time.perf_counter()
+    for _ in session.run():
+        pass
+    return session, time.perf_counter() - t0
+
+
 def run_variant(variant: Variant, predictor: PosePredictor, data: TargetData, steps: int | None,
                 eval_every: int | None) -> dict[str, Any]:  # fmt: skip
     """One session to the end; its settings, seconds and error curve (mm)."""
@@ -104,11 +113,7 @@ def run_variant(variant: Variant, predictor: PosePredictor, data: TargetData, st
     if eval_every is not None:
         changes["eval_every"] = eval_every
     settings = dataclasses.replace(settings, **changes).checked()
-    session = AdaptSession(predictor, data, settings)
-    t0 = time.perf_counter()
-    for _ in session.run():
-        pass
-    seconds = time.perf_counter() - t0
+    session, seconds = run_to_end(predictor, data, settings)
     summary = session.summary()
     errors = session.errors
     return {"variant": variant.label, "started_from": summary["started_from"], "terms": list(settings.terms),
@@ -120,22 +125,15 @@ def run_variant(variant: Variant, predictor: PosePredictor, data: TargetData, st
 
 def run_real(predictor: PosePredictor, seed: int, data_root: Path | None) -> dict[str, Any]:
     """The tab's default real session on a per-seed sample of tuning photos: seconds and agreement before / after."""
-    from nlrd.adapt_session import BUILTIN_REAL_PHOTOS, real_target_data
+    from nlrd.adapt_session import builtin_real_photos, real_target_data
     from nlrd.data.paths import resolve_data_root
-    from nlrd.vision import tuning_exercise_photos
 
-    photos = tuning_exercise_photos(resolve_data_root(data_root))
-    step = max(1, len(photos) // BUILTIN_REAL_PHOTOS)
-    paths = photos[seed % step :: step][:BUILTIN_REAL_PHOTOS]
+    paths = builtin_real_photos(resolve_data_root(data_root), offset=seed)
     t0 = time.perf_counter()
     data = real_target_data(paths, predictor, seed=seed)
     data_s = time.perf_counter() - t0
     settings = dataclasses.replace(default_settings(predictor, predictor.device.type, real=True), seed=seed).checked()
-    session = AdaptSession(predictor, data, settings)
-    t1 = time.perf_counter()
-    for _ in session.run():
-        pass
-    seconds = time.perf_counter() - t1
+    session, seconds = run_to_end(predictor, data, settings)
     s = session.summary()
     return {"seed": seed, "started_from": s["started_from"], "terms": s["terms"], "steps": s["steps_done"],
             "frames": int(len(data.real.frames)) if data.real is not None else 0, "held_out": int(len(data.eval_images)),

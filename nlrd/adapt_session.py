@@ -82,6 +82,7 @@ __all__ = [
     "BUILTIN_REAL_PHOTOS",
     "DEMO_MOTIONS",
     "available_terms",
+    "builtin_real_photos",
     "builtin_target_data",
     "real_target_data",
     "default_settings",
@@ -224,6 +225,18 @@ def video_target_data(paths: Sequence[str | Path], image_size: int, *, eval_imag
     idx = np.unique(np.linspace(0, len(flat) - 1, min(eval_images, len(flat))).round().astype(int))
     text = f"{len(clips)} uploaded video(s), {len(flat)} person-cropped frames (no labels: no target error)"
     return TargetData(clips, flat[idx], None, text)
+
+
+def builtin_real_photos(data_root: str | Path, offset: int = 0) -> list[Path]:
+    """:data:`BUILTIN_REAL_PHOTOS` tuning exercise photos spread over the data folder's list (never a held-out
+    one); ``offset`` picks another sample of the same size. ValueError without exercise photos there."""
+    from nlrd.vision import tuning_exercise_photos
+
+    photos = tuning_exercise_photos(data_root)
+    if not photos:
+        raise ValueError(f"no exercise photos in {str(data_root)!r}")
+    step = max(1, len(photos) // BUILTIN_REAL_PHOTOS)
+    return photos[offset % step :: step][:BUILTIN_REAL_PHOTOS]
 
 
 def real_target_data(paths: Sequence[str | Path], predictor: PosePredictor, *, max_frames: int = MAX_VIDEO_FRAMES,

@@ -59,7 +59,7 @@ from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict
 from nlrd.transforms import flip_pose
 from nlrd.vision import PersonKeypoints, detect_keypoints, detect_keypoints_clip
-from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, keypoint_frames, smooth_frames
+from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, clip_frames, keypoint_frames
 
 ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT = "adapted_g.safetensors", "source_gs.safetensors"  # adapted G, source-only Gs
 REAL_CHECKPOINT = "real_g.safetensors"  # G adapted to real photos and videos (training.adapt --real): what users bring
@@ -464,7 +464,7 @@ class PosePredictor:
             frames_again = _timed(iter_video(path, max_side=max_side), timings, "decode")
         sq = np.stack(square_box(np.asarray(boxes, np.float64), CROP_MARGIN), axis=1)  # (T, 3) cx, cy, side
         if found.any():  # render-matched framing from the keypoints, steadied over time
-            sq = smooth_frames(np.where(found[:, None], keypoint_frames(np.nan_to_num(kp2d), world), 0.0), found)
+            sq = clip_frames(kp2d, world, found)
         z = np.empty((n_frames, self.pose.latent_dim), np.float32)
         zf = np.empty_like(z) if flip_test else None
         timings.setdefault("crop", 0.0)

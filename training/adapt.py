@@ -26,9 +26,8 @@ from nlrd.fit import FitConfig, PoseFitter, load_start_net
 from nlrd.inference import CLIP_SMOOTHNESS, load_image_encoder
 from nlrd.models.image_encoder import ImageEncoder
 from nlrd.priors import MotionPrior, PosePrior
-from nlrd.stages.adapt import OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank
+from nlrd.stages.adapt import OWN_TERMS, AdaptStage, AdaptStageConfig, RelationBank, uses_clips
 from nlrd.trainer import Trainer
-from nlrd.transforms import get_relation
 from nlrd.vision.target import RealTarget
 from training.cli import Stopwatch, add_dataclass_args, base_parser, dataclass_from_args, finish, setup, trainer_config
 from training.real_target import build, fit_targets
@@ -102,8 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = dataclass_from_args(AdaptStageConfig, args, "stage", terms=terms, seed=args.seed, steps=args.steps, trainable=trainable)
     pose = PosePrior.from_pretrained(args.pose, device=device)
     # The motion prior only serves hcr and the motion relations (a view-prior run may have none yet).
-    needs_motion = any(t == "hcr" or (t not in OWN_TERMS and get_relation(t).order != "pose") for t in terms)
-    motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device) if needs_motion else None
+    motion = MotionPrior.from_pretrained(args.motion, pose=pose, device=device) if any(map(uses_clips, terms)) else None
     bank = RelationBank.load(args.relations_dir, [t for t in terms if t not in OWN_TERMS], device, pose)
     g = load_image_encoder(args.init, None if args.init_other_prior else pose)
     val_poses = load_split(args.data, "val").joints

@@ -68,6 +68,11 @@ REAL_TERMS = ("keypoints", "fit3d")  # need the real target's keypoints and fits
 LABELLED_TERMS = (*REAL_TERMS, "source")
 # Terms that need no relation network.
 OWN_TERMS = (*CONTRASTIVE_TERMS, ENSEMBLE_TERM, *LABELLED_TERMS)
+def uses_clips(term: str) -> bool:
+    """Whether a term draws clips (hcr and the motion relations, which also need the motion prior) rather than frames."""
+    return term == "hcr" or (term not in OWN_TERMS and get_relation(term).order != "pose")
+
+
 CONFIDENT = 0.5  # keypoints below this MediaPipe confidence are neither trained on nor scored
 # What a real-target run saw (its 2D keypoints and fits come from MediaPipe Pose, Apache-2.0, and the pose prior).
 REAL_TARGET_SOURCE = {
@@ -325,7 +330,7 @@ class AdaptStage:
 
     def _needs_clips(self) -> bool:
         """Whether a term draws clips (hcr and the motion relations) rather than single frames."""
-        return any(t == "hcr" or (t not in OWN_TERMS and get_relation(t).order != "pose") for t in self.cfg.terms)
+        return any(uses_clips(t) for t in self.cfg.terms)
 
     # -- trainer protocol ------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -498,8 +503,7 @@ class AdaptStage:
             self.g.eval()
             self.real_fit3d = torch.from_numpy(np.asarray(self.refit(self.g), np.float32))
         self.g.train(self.cfg.bn_train)
-        uses_clips = term == "hcr" or (term not in OWN_TERMS and get_relation(term).order != "pose")
-        clips = self.next_clips() if uses_clips or (term not in LABELLED_TERMS and self.frame_pool is None) else None
+        clips = self.next_clips() if uses_clips(term) or (term not in LABELLED_TERMS and self.frame_pool is None) else None
         loss = self.term_loss(term, clips)
         opt = self.opts[term]
         if term == ENSEMBLE_TERM or term in LABELLED_TERMS:

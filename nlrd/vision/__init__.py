@@ -11,7 +11,7 @@ Quick start::
         print(kp.score, kp.joints2d.shape, kp.world3d.shape)  # float, (17, 2) px, (17, 3) mm
 """
 
-from nlrd.vision.framing import keypoint_frames, smooth_frames
+from nlrd.vision.framing import clip_frames, keypoint_frames, smooth_frames
 from nlrd.vision.heldout import heldout_exercise_photos, is_heldout_exercise, tuning_exercise_photos
 from nlrd.vision.keypoints import MIN_SCORE, PersonKeypoints, detect_keypoints, detect_keypoints_clip
 from nlrd.vision.landmarks import LANDMARK_NAMES, landmarks_to_joints
@@ -20,6 +20,7 @@ __all__ = [
     "LANDMARK_NAMES",
     "MIN_SCORE",
     "PersonKeypoints",
+    "clip_frames",
     "detect_keypoints",
     "detect_keypoints_clip",
     "heldout_exercise_photos",

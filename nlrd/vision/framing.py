@@ -56,6 +56,15 @@ def keypoint_frames(joints2d: np.ndarray, world3d: np.ndarray | None = None) -> 
     return out[0] if single else out
 
 
+def clip_frames(joints2d: np.ndarray, world3d: np.ndarray, found: np.ndarray, radius: int = 2) -> np.ndarray:
+    """A clip's render-matched crops, steadied over time: :func:`keypoint_frames` of the frames where the
+    person was found (``found`` (T,) bool; other rows of ``joints2d`` (T, J, 2) and ``world3d`` (T, J, 3) are
+    ignored, NaN included), then :func:`smooth_frames` -> (T, 3) cx, cy, side px."""
+    m = np.asarray(found, bool)
+    frames = keypoint_frames(np.where(m[:, None, None], joints2d, 0.0), np.where(m[:, None, None], world3d, 0.0))
+    return smooth_frames(frames, m, radius)
+
+
 def smooth_frames(frames: np.ndarray, found: np.ndarray, radius: int = 2) -> np.ndarray:
     """Steady crops for a clip: frames of the found rows interpolated over the others, then a centred
     moving average of ``2 * radius + 1`` frames (MediaPipe's per-frame keypoints jitter by a few px).

@@ -21,7 +21,7 @@ import torch
 from nlrd.data.crop import crop_square
 from nlrd.data.images import load_image
 from nlrd.data.video import iter_video
-from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, keypoint_frames, smooth_frames
+from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, clip_frames, keypoint_frames
 from nlrd.vision.keypoints import detect_keypoints, detect_keypoints_clip
 
 if TYPE_CHECKING:  # the fit and the image model come in as arguments (vision does not depend on them)
@@ -142,7 +142,7 @@ def collect(photos: list[Path], videos: list[Path], size: int, exclude: set[Path
         t_found = np.flatnonzero(found)
         kp2d = np.stack([track[t].joints2d if found[t] else np.zeros((17, 2), np.float32) for t in range(len(track))])
         world = np.stack([track[t].world3d if found[t] else np.zeros((17, 3), np.float32) for t in range(len(track))])
-        steady = smooth_frames(np.where(found[:, None], keypoint_frames(kp2d, world), 0.0), found)[t_found]
+        steady = clip_frames(kp2d, world, found)[t_found]
         clip_crops = [crop_square(frames[t], *f, size)[0] for t, f in zip(t_found, steady, strict=True)]
         rows = _rows([track[t] for t in t_found], [frames[t].shape[:2] for t in t_found], clip_crops, steady)
         rows.update(clip_id=np.full(len(t_found), c), clip_frame=t_found.astype(np.int64),
