@@ -47,29 +47,26 @@ from nlrd.inference import load_image_encoder
 from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.models.image_encoder import encode_images
 from nlrd.priors import PosePrior
-from nlrd.skeleton import LIMB_JOINTS
-from nlrd.stages.adapt import CONFIDENT, real_agreement
+from nlrd.stages.adapt import keypoint_agreement, real_agreement
 from nlrd.transforms import flip_image, flip_pose
 from nlrd.vision import heldout_exercise_photos
 from nlrd.vision.target import RealTarget, collect
 
 
-def _fit_agreement(fitter: PoseFitter, held: dict[str, np.ndarray], z: np.ndarray) -> dict[str, float]:
+def _fit_agreement(fitter: PoseFitter, held: RealTarget, z: np.ndarray) -> dict[str, float]:
     """The prior fitted from the latents ``z`` (N, D): PCK@0.2 of its reprojection, front/back agreement, energy."""
     with torch.inference_mode(False):
-        fit = fitter.fit(held["keypoints_px"], held["conf"], held["image_hw"], world3d=held["world3d"], z_start=z.clip(-1, 1))
-    root = held["keypoints_px"][:, 0]
-    crop = held["keypoints"]
-    far = np.abs(crop).max(-1) > 0.05  # (N, J): joints away from the crop centre give the crop's scale
-    ratio = np.abs(held["keypoints_px"] - root[:, None]) / np.maximum(np.abs(crop), 1e-9)
-    half = np.array([np.median(ratio[i][far[i]]) for i in range(len(z))])
-    d = np.linalg.norm(fit.joints2d - held["keypoints_px"], axis=-1) / half[:, None]
-    ok = held["conf"] >= CONFIDENT
-    ok[:, [j for j in range(ok.shape[1]) if j not in LIMB_JOINTS]] = False
-    hit = (d <= held["pck_radius"][:, None]) & ok
-    facing = torso_faces_camera(fit.joints3d) == torso_faces_camera(held["world3d"])
-    return {"fit_pck": float(hit.sum() / ok.sum()), "fit_front_back": float(facing.mean()),
-            "fit_energy": float(np.median(fit.loss))}
+        fit = fitter.fit(held.keypoints_px, held.conf, held.image_hw, world3d=held.world3d, z_start=z.clip(-1, 1))
+    # The crop is the image shifted to the root and scaled: its scale (px per crop unit) from the joints away
+    # from the centre (a median: exact up to rounding), so the reprojection is scored in crop units.
+    root = held.keypoints_px[:, :1]
+    far = np.abs(held.keypoints).max(-1) > 0.05
+    ratio = np.abs(held.keypoints_px - root).max(-1) / np.maximum(np.abs(held.keypoints).max(-1), 1e-9)
+    half = np.array([np.median(r[f]) for r, f in zip(ratio, far, strict=True)])
+    points = (fit.joints2d - root) / half[:, None, None]
+    facing = torso_faces_camera(fit.joints3d) == torso_faces_camera(held.world3d)
+    return {"fit_pck": keypoint_agreement(points, held, np.arange(len(z)))["real_val_pck"],
+            "fit_front_back": float(facing.mean()), "fit_energy": float(np.median(fit.loss))}
 
 
 def _video_scores(g: torch.nn.Module, pose: PosePrior, clips: list[np.ndarray]) -> dict[str, float]:
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             pred_r = pose.decoder(encode_images(g, renders["images"][:n_r], dev)).numpy()
         row = {"g_pck": real_agreement(joints, held_t, all_rows)["real_val_pck"],
                "g_front_back": float((torso_faces_camera(joints) == ref_facing).mean()),
-               **_fit_agreement(fitter, held, z),
+               **_fit_agreement(fitter, held_t, z),
                "renders_mpjpe_mm": float(mpjpe(pred_r, renders["joints3d"][:n_r])),
                "renders_pa_mpjpe_mm": float(pa_mpjpe(pred_r, renders["joints3d"][:n_r])),
                **_video_scores(g, pose, clips)}  # fmt: skip

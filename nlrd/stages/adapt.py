@@ -537,10 +537,14 @@ def real_agreement(joints: np.ndarray, real: RealTarget, rows: np.ndarray) -> di
     Args:
         joints: (len(rows), J, 3) mm, Dp(G(x)) for the rows' crops.
     """
-    proj = project_crop(torch.from_numpy(np.asarray(joints, np.float32))).numpy()
+    return keypoint_agreement(project_crop(torch.from_numpy(np.asarray(joints, np.float32))).numpy(), real, rows)
+
+
+def keypoint_agreement(points: np.ndarray, real: RealTarget, rows: np.ndarray) -> dict[str, float]:
+    """:func:`real_agreement` for 2D joints already in crop units: ``points`` (len(rows), J, 2)."""
     ok = real.conf[rows] >= CONFIDENT
     ok[:, [j for j in range(ok.shape[1]) if j not in LIMB_JOINTS]] = False
-    d = np.linalg.norm(proj - real.keypoints[rows], axis=-1)
+    d = np.linalg.norm(points - real.keypoints[rows], axis=-1)
     hit = (d <= real.pck_radius[rows, None]) & ok
     err = float(d[ok].mean()) if ok.any() else float("nan")
     return {"real_val_pck": float(hit.sum() / max(ok.sum(), 1)), "real_val_kp_err": err}
