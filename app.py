@@ -109,7 +109,6 @@ RELATION_CLIP_SIZE = 160  # rendered anchor / counterpart clips (30-60 frames ea
 EXAMPLE_IMAGE_SIZE = 256  # synthetic photo examples
 EXAMPLE_CLIP_SIZE = 224  # synthetic clip example
 EXAMPLE_SEED = 7
-PREVIEW_FRAMES, PREVIEW_SPACING_M = 8, 0.9  # GLB viewer: a film strip of a clip (frames, metres apart)
 STATE_TTL_S = 3600  # per-user state (thumbnails, sequences, an adapted G) is dropped after an hour
 ADAPT_SOURCES = ("built-in synthetic target clips", "my videos", "real photos and videos")
 ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each)
@@ -541,12 +540,10 @@ def write_exports(ctx: AppContext, pred: Prediction) -> Prediction:
     files = [
         write_json(out / f"{stem}.json", r.joints3d, r.fps, boxes=r.boxes, scores=r.scores, valid=r.valid, z=r.z),
         write_bvh(out / f"{stem}.bvh", r.joints3d, r.fps),
-        write_glb(out / f"{stem}.glb", r.joints3d),
+        write_glb(out / f"{stem}.glb", r.joints3d, fps=r.fps),
     ]
-    # The viewer gets one pose (image) or a film strip of up to 8 frames (clip): all frames at the origin would overlap.
-    idx = np.unique(np.linspace(0, r.num_frames - 1, min(PREVIEW_FRAMES, r.num_frames)).round().astype(int))
-    preview = write_glb(out / "preview.glb", r.joints3d[idx], spacing_m=PREVIEW_SPACING_M if len(idx) > 1 else 0.0)
-    pred.files, pred.preview_glb = [str(f) for f in files], str(preview)
+    # The viewer shows the downloadable GLB itself: a clip's is an animation that plays at the clip's rate.
+    pred.files, pred.preview_glb = [str(f) for f in files], str(files[-1])
     return pred
 
 
@@ -560,9 +557,8 @@ def show_prediction(ctx: AppContext, pred: Prediction | None) -> tuple[Any, ...]
         raise _error(exc) from None
     n = pred.num_frames
     status = "\n\n".join(pred.notes)
-    # Front view from far enough to see the whole skeleton (or film strip): the default frames it too tightly.
-    strip_m = PREVIEW_SPACING_M * (min(PREVIEW_FRAMES, n) - 1) + 1.0
-    glb = gr.Model3D(value=pred.preview_glb, camera_position=(90, 85, max(3.2, 0.8 * strip_m)))
+    # Front view from far enough to see the whole skeleton: the default frames it too tightly.
+    glb = gr.Model3D(value=pred.preview_glb, camera_position=(90, 85, 3.2))
     return (_overlay(pred, 0), pred.files, glb, _slider_update(n), gr.update(visible=n > 1),
             status, False, gr.Timer(active=False), gr.update(value="▶ Play"))  # fmt: skip
 
@@ -1358,7 +1354,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                             pred_play = gr.Button("▶ Play", scale=0, min_width=110)
                             pred_frame = gr.Slider(0, 1, value=0, step=1, label="frame", scale=6)
                         with gr.Row(equal_height=False):
-                            glb_view = gr.Model3D(label="GLB preview (a film strip of up to 8 frames for clips)", height=300,
+                            glb_view = gr.Model3D(label="GLB preview (clips play as an animation)", height=300,
                                                   clear_color=(0.97, 0.97, 0.97, 1.0), scale=3)  # fmt: skip
                             files_out = gr.File(label="Downloads: JSON · BVH · GLB", file_count="multiple",
                                                 interactive=False, scale=2, elem_id="predict-files")  # fmt: skip

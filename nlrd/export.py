@@ -49,9 +49,10 @@ one. The camera frame is turned into the Y-up world by a proper rotation (180 de
 -y, -z), never a mirror, so the subject's left stays left; :func:`nlrd.data.mocap.read_bvh` applies
 the inverse, so a written file reads back to the same joints.
 
-GLB (:func:`write_glb`): a trimesh scene with one mesh per frame (nodes ``frame_0000``, ...): low-poly
-cylinders per bone and spheres per joint, coloured by side (left blue, right red, centre grey), in
-metres, in glTF's Y-up frame (the same proper rotation as the BVH).
+GLB (:func:`write_glb`, written by :mod:`nlrd.gltf`): a stick skeleton of low-poly cylinders per bone and
+spheres per joint, coloured by side (left blue, right red, centre grey), in metres, in glTF's Y-up frame
+(the same proper rotation as the BVH); a clip is a glTF animation of the skeleton at the clip's frame rate,
+which standard viewers play.
 """
 
 from __future__ import annotations
@@ -505,72 +506,40 @@ def write_bvh(
 
 
 # ----------------------------------------------------------------------------- GLB
-_SIDE_RGBA: dict[str, tuple[int, int, int, int]] = {
-    "left": (31, 119, 180, 255),
-    "right": (214, 39, 40, 255),
-    "centre": (90, 90, 90, 255),
-}
-
-
-def _pose_mesh(pose_m: np.ndarray, skeleton: Skeleton, bone_radius: float, joint_radius: float, sections: int) -> Any:
-    """One trimesh mesh of a pose (J, 3) in metres: a cylinder per bone, a sphere per joint."""
-    import trimesh  # imported lazily: only the GLB export needs it
-
-    parts = []
-    for p, c in skeleton.edges:
-        a, b = pose_m[p], pose_m[c]
-        if np.linalg.norm(b - a) < 1e-6:
-            continue
-        cyl = trimesh.creation.cylinder(radius=bone_radius, segment=np.stack([a, b]), sections=sections)
-        cyl.visual.face_colors = _SIDE_RGBA[skeleton.side(c)]
-        parts.append(cyl)
-    for j in range(skeleton.num_joints):
-        sph = trimesh.creation.icosphere(subdivisions=0, radius=joint_radius)
-        sph.apply_translation(pose_m[j])
-        sph.visual.face_colors = _SIDE_RGBA[skeleton.side(j)]
-        parts.append(sph)
-    return trimesh.util.concatenate(parts)
-
-
 def write_glb(
     path: str | os.PathLike[str],
     joints3d: Any,
     *,
+    fps: float = 30.0,
     root: Any = None,
-    spacing_m: float = 0.0,
     bone_radius_m: float = 0.02,
     joint_radius_m: float = 0.03,
     sections: int = 8,
     skeleton: Skeleton = H36M_17,
 ) -> Path:
-    """Write a GLB scene with one skeleton mesh per frame (nodes ``frame_0000``, ...); returns the path.
+    """Write the skeleton as GLB (:mod:`nlrd.gltf`); a clip becomes a glTF animation at ``fps``. Returns the path.
 
     Args:
-        joints3d: (T, J, 3) or (J, 3) mm, root-relative camera frame; NaN frames get no mesh.
+        joints3d: (T, J, 3) or (J, 3) mm, root-relative camera frame; a frame holding NaN (no person)
+            repeats the last valid one, so the animation holds still instead of jumping.
+        fps: frames per second of the clip (the animation's key times are t / fps seconds).
         root: optional (T, 3) mm pelvis trajectory in the camera frame.
-        spacing_m: place frame t at x = t * spacing_m (a film strip); 0 keeps every frame at the origin.
         bone_radius_m, joint_radius_m: sizes in metres; sections: sides of each bone cylinder.
     """
-    import trimesh
+    from nlrd.gltf import skeleton_glb, skeleton_track
 
-    inp = _check(joints3d, skeleton=skeleton)
+    inp = _check(joints3d, fps=fps, skeleton=skeleton)
     t = inp.joints3d.shape[0]
     root_tr = np.zeros((t, 3)) if root is None else np.asarray(root, dtype=np.float64)
     if root_tr.shape != (t, 3) or not np.isfinite(root_tr).all():
         raise ValueError(f"root must be a finite (T, 3) = ({t}, 3) mm trajectory, got {root_tr.shape}")
-    if not (math.isfinite(spacing_m) and int(sections) == sections and sections >= 3):
-        raise ValueError("spacing_m must be finite and sections an integer >= 3")
-    scene = trimesh.Scene()
-    for i in range(t):
-        if not inp.valid[i]:
-            continue
-        pose = (inp.joints3d[i] + root_tr[i]) @ CAMERA_TO_Y_UP.T / 1000.0
-        pose = pose + np.array([i * spacing_m, 0.0, 0.0])
-        mesh = _pose_mesh(pose, skeleton, bone_radius_m, joint_radius_m, int(sections))
-        name = f"frame_{i:04d}"
-        scene.add_geometry(mesh, node_name=name, geom_name=name)
-    if not scene.geometry:
+    if not (int(sections) == sections and sections >= 3):
+        raise ValueError("sections must be an integer >= 3")
+    if not inp.valid.any():
         raise ValueError("no valid frame to export (every frame holds NaN)")
+    poses = _fill_invalid(inp.joints3d + root_tr[:, None], inp.valid, np.zeros((skeleton.num_joints, 3)))
+    poses_m = poses @ CAMERA_TO_Y_UP.T / 1000.0
+    data = skeleton_glb(skeleton_track(poses_m, skeleton), skeleton, inp.fps, bone_radius_m, joint_radius_m, int(sections))
     p = Path(path)
-    p.write_bytes(scene.export(file_type="glb"))
+    p.write_bytes(data)
     return p

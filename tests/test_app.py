@@ -257,6 +257,13 @@ def test_predict_clip_frames_playback_and_exports(app: ModuleType, ctx, tmp_path
     _, files, _, slider, row, status, *_ = app.show_prediction(ctx, pred)
     assert slider["maximum"] == 9 and slider["visible"] is True and row["visible"] is True
     assert json.loads(Path(files[0]).read_text())["num_frames"] == 10 and "10 frames" in status
+    # The GLB preview is the downloadable file, an animation with one key per frame at the clip's rate.
+    from nlrd.gltf import accessor_array, read_glb
+
+    assert pred.preview_glb == files[2]
+    doc_glb, blob = read_glb(Path(files[2]).read_bytes())
+    keys = accessor_array(doc_glb, blob, doc_glb["animations"][0]["samplers"][0]["input"])[:, 0]
+    np.testing.assert_allclose(keys, np.arange(10) / 30.0, atol=1e-6)
     fig, overlay = app.prediction_frame(ctx, pred, 4)
     assert _trace_count(fig) == 4 and overlay.ndim == 3
     # One fixed 3D range for the whole clip, so the view does not jump between frames.

@@ -192,21 +192,58 @@ def test_bvh_rest_offsets_are_canonical_centimetres(tmp_path):
 
 
 # ----------------------------------------------------------------------------- GLB
-def test_glb_reloads_with_one_mesh_per_frame(tmp_path):
+def _node_world(doc: dict, blob: bytes, name: str, frame: int) -> dict[str, np.ndarray]:
+    """A node's transform at key ``frame`` read back from the GLB's animation channels."""
+    from nlrd.gltf import accessor_array
+
+    idx = next(i for i, n in enumerate(doc["nodes"]) if n["name"] == name)
+    out = {}
+    for ch in doc["animations"][0]["channels"]:
+        if ch["target"]["node"] == idx:
+            sampler = doc["animations"][0]["samplers"][ch["sampler"]]
+            out[ch["target"]["path"]] = accessor_array(doc, blob, sampler["output"])[frame].astype(np.float64)
+    return out
+
+
+def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    x, y, z, w = q
+    u = np.array([x, y, z])
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def test_glb_clip_is_an_animation_that_reproduces_every_frame(tmp_path):
+    """A clip's GLB is one skeleton animated at the clip's rate: reading the key frames back gives every
+    joint and every bone's end of every frame (metres, Y up); a NaN frame holds the previous pose."""
+    from nlrd.export import CAMERA_TO_Y_UP
+    from nlrd.gltf import accessor_array, read_glb
+
     poses = _random_poses(6, seed=5)
     poses[3] = np.nan
-    path = write_glb(tmp_path / "clip.glb", poses)
-    assert path.stat().st_size < 100_000  # low-poly: a few kB per frame
+    path = write_glb(tmp_path / "clip.glb", poses, fps=25.0)
+    assert path.stat().st_size < 60_000
+    doc, blob = read_glb(path.read_bytes())
+    assert len(doc["nodes"]) == 17 + 16 and len(doc["animations"]) == 1
+    times = accessor_array(doc, blob, doc["animations"][0]["samplers"][0]["input"])[:, 0]
+    np.testing.assert_allclose(times, np.arange(6) / 25.0, atol=1e-6)
+    expect = poses.copy()
+    expect[3] = poses[2]
+    expect_m = expect @ CAMERA_TO_Y_UP.T / 1000.0
+    names = H36M_17.joint_names
+    for t in range(6):
+        for j in range(17):
+            got = _node_world(doc, blob, f"joint_{names[j]}", t)["translation"]
+            np.testing.assert_allclose(got, expect_m[t, j], atol=1e-5)
+        for p, c in H36M_17.edges:
+            tr = _node_world(doc, blob, f"bone_{names[p]}_{names[c]}", t)
+            tip = tr["translation"] + _rotate(tr["rotation"], np.array([0.0, tr["scale"][1], 0.0]))
+            np.testing.assert_allclose(tip, expect_m[t, c], atol=1e-4)
+    # trimesh (a standard glTF reader) loads it: the rest pose is frame 0, metres, head above feet.
     scene = trimesh.load(path)
-    assert isinstance(scene, trimesh.Scene)
-    names = sorted(scene.geometry)
-    assert names == ["frame_0000", "frame_0001", "frame_0002", "frame_0004", "frame_0005"]
-    mesh = scene.geometry["frame_0000"]
-    assert len(mesh.faces) > 0 and mesh.visual.kind in ("vertex", "face")
-    # metres, Y up: the head above the feet
+    assert isinstance(scene, trimesh.Scene) and len(scene.graph.nodes_geometry) == 33
     standing = trimesh.load(write_glb(tmp_path / "one.glb", _STANDING))
-    (lo, hi) = standing.geometry["frame_0000"].bounds
+    lo, hi = standing.bounds
     assert 1.4 < hi[1] - lo[1] < 1.6 and hi[1] > 0.5 and lo[1] < -0.8  # joints span 1.4 m, plus the spheres
+    assert "animations" not in read_glb((tmp_path / "one.glb").read_bytes())[0]  # one pose: nothing to play
     with pytest.raises(ValueError, match="no valid frame"):
         write_glb(tmp_path / "none.glb", np.full((2, 17, 3), np.nan))
 

@@ -83,3 +83,24 @@ def test_models_of_another_latent_space_are_refused(priors: tuple[PosePrior, obj
         other.check_built_on(legacy_meta, "old model")
     with pytest.raises(ValueError, match="cannot be mixed"):
         other.check_built_on({"extra": {"latent_space": pose.latent_space}}, "old model")
+
+
+@pytest.mark.parametrize("style", ["source", "target"])
+def test_renderer_cameras_span_the_priors_views(style: str) -> None:
+    """Both styles draw cameras over the views the pose prior covers (elevation -30..+60, frames rolled up
+    to 15 degrees), so every rendered label lies inside what Dp can output."""
+    from nlrd.data.synthetic import get_style
+    from nlrd.data.synthetic.camera import sample_camera
+
+    ranges = get_style(style).camera
+    rng = np.random.default_rng(0)
+    pose = np.zeros((17, 3))
+    pose[1:, 1] = -np.linspace(100.0, 1600.0, 16)  # any upright extent will do for the crop
+    cams = [sample_camera(pose, ranges, rng, 64) for _ in range(600)]
+    el = np.array([c.elevation for c in cams])
+    roll = np.array([c.roll for c in cams])
+    lo, hi = CAMERA_VIEWS.elevation
+    assert el.min() >= lo and el.max() <= hi
+    assert el.min() < lo + 5 and el.max() > hi - 5  # the steep ends are drawn, not just allowed
+    assert np.abs(roll).max() <= min(15.0, CAMERA_VIEWS.roll_max_deg)
+    assert roll.min() < -13 and roll.max() > 13

@@ -24,7 +24,7 @@ import numpy as np
 from nlrd.data.poses import load_split
 from nlrd.data.synthetic import fixed_test_clips, fixed_test_set
 
-TESTSET_VERSION = 1
+TESTSET_VERSION = 2  # 2: cameras at elevation -30..+60 and roll +-15 (1: -15..+35, no roll)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,11 @@ class CameraRanges:
     """Ranges a style samples cameras from (degrees, mm, pixels)."""
 
     azimuth: tuple[float, float] = (0.0, 360.0)
-    elevation: tuple[float, float] = (-15.0, 35.0)
-    roll: tuple[float, float] = (0.0, 0.0)
+    # The views people are photographed from (the pose prior covers the same, nlrd.views): from 30 degrees
+    # below (a camera on the floor) to 60 above (a phone held over someone lying or seated), frames turned
+    # up to 15 degrees either way (hand-held cameras).
+    elevation: tuple[float, float] = (-30.0, 60.0)
+    roll: tuple[float, float] = (-15.0, 15.0)
     distance: tuple[float, float] = (3500.0, 7000.0)
     focal_full: tuple[float, float] = (900.0, 1400.0)
     margin: float = 1.12  # crop half-size = margin * (max projected extent about the root + pad)
