@@ -563,6 +563,14 @@ def show_prediction(ctx: AppContext, pred: Prediction | None) -> tuple[Any, ...]
             status, False, gr.Timer(active=False), gr.update(value="▶ Play"))  # fmt: skip
 
 
+def clear_prediction() -> tuple[Any, ...]:
+    """After a failed request: every output of the Predict tab emptied (the error itself shows as a toast),
+    in the order ``[json, 3D plot, state, *show_prediction's outputs]``."""
+    status = "**The last request failed** (see the message); nothing from an earlier prediction is shown."
+    return (None, None, None, None, None, None, _slider_update(1), gr.update(visible=False), status, False,
+            gr.Timer(active=False), gr.update(value="▶ Play"))  # fmt: skip
+
+
 def prediction_frame(ctx: AppContext, pred: Prediction | None, t: Any) -> tuple[Any, Any]:
     """Redraw the 3D view and the overlay at frame t (frame slider)."""
     if pred is None:
@@ -1317,6 +1325,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                             with gr.Tab("Photo", id="photo"):
                                 image_in = readable_image_input(gr.Image(
                                     ctx.image_examples[0] if ctx.image_examples else None, type="numpy", height=300,
+                                    elem_id="predict-photo",
                                     label="Photo: upload, paste or webcam snapshot", sources=["upload", "webcam", "clipboard"],
                                     # A mirrored snapshot would swap the person's left and right.
                                     webcam_options=gr.WebcamOptions(mirror=False)))  # fmt: skip
@@ -1344,8 +1353,9 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                             refine_cb = gr.Checkbox(False, label="Motion refinement (clips)", interactive=ctx.has_motion,
                                                     info="smooth through the motion prior" if ctx.has_motion
                                                     else "needs the motion prior, which is not loaded")  # fmt: skip
-                        status_md = gr.Markdown("Pick a photo or clip and press *Estimate*.")
                     with gr.Column(scale=5):
+                        # Right above the result, so "No person detected" and errors are seen without scrolling.
+                        status_md = gr.Markdown("Pick a photo or clip and press *Estimate*.", elem_id="predict-status")
                         with gr.Row(equal_height=True):
                             pred_plot = gr.Plot(label="3D pose (drag to orbit)", scale=3, elem_id="predict-plot")
                             overlay_img = gr.Image(label="Input with the 2D projection", interactive=False, scale=2,
@@ -1516,14 +1526,19 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
             pred_play,
         ]
         photo_inputs = [image_in, flip_cb, method_radio]
-        image_btn.click(b(predict_image), photo_inputs, [json_out, pred_plot, pred_state], api_name="predict_image",
-                        ).success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")  # fmt: skip
+        # A failed request clears every output of the last one, so nothing old can pass for its result.
+        cleared = [json_out, pred_plot, pred_state, *pred_follow_outputs]
+        image_event = image_btn.click(b(predict_image), photo_inputs, [json_out, pred_plot, pred_state],
+                                      api_name="predict_image")  # fmt: skip
+        image_event.success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
+        image_event.failure(clear_prediction, None, cleared, api_visibility="private")
+        video_event = video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb, method_radio], [json_out, pred_state],
+                                      api_name="predict_clip")  # fmt: skip
         (
-            video_btn.click(b(predict_clip), [video_in, flip_cb, refine_cb, method_radio], [json_out, pred_state],
-                            api_name="predict_clip")
-            .success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
+            video_event.success(b(show_prediction), [pred_state], pred_follow_outputs, api_visibility="private")
             .success(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private")
         )
+        video_event.failure(clear_prediction, None, cleared, api_visibility="private")
         pred_frame.input(b(prediction_frame), [pred_state, pred_frame], [pred_plot, overlay_img], api_visibility="private",
                          trigger_mode="always_last", show_progress="hidden")  # fmt: skip
         pred_play.click(toggle_play, [pred_playing], [pred_playing, pred_timer, pred_play], api_visibility="private")

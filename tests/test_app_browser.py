@@ -93,6 +93,24 @@ def test_predict_an_example(page, shots: Path) -> None:
     page.screenshot(path=str(shots / "predict.png"))
 
 
+def test_failed_upload_clears_the_last_result_and_says_so_in_view(page, tmp_path: Path) -> None:
+    """After a good prediction, a text file named .jpg fails: the downloads, the 3D plot and the JSON of the
+    earlier prediction are gone, and the status, above the fold at 1280x800, says the request failed."""
+    _open_tab(page, "Predict")
+    page.get_by_role("button", name="Estimate 3D pose").click()
+    page.wait_for_function("() => document.querySelector('#predict-files').textContent.includes('glb')")
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not an image\n" * 50)
+    page.locator("#predict-photo input[type=file]").set_input_files(str(bad))
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Estimate 3D pose").click()
+    page.get_by_text("The last request failed").wait_for()
+    page.wait_for_function("() => !document.querySelector('#predict-files').textContent.includes('glb')")
+    assert page.evaluate(f"!{_plot_js('predict-plot')}")  # the old 3D plot is gone
+    box = page.locator("#predict-status").bounding_box()
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORT["height"]
+
+
 def test_latent_slider_changes_the_3d_plot(page, shots: Path) -> None:
     _open_tab(page, "Latent explorer")
     _wait_plot(page, "explore-plot", 4)
