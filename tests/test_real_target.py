@@ -54,6 +54,11 @@ def test_save_load_round_trip_and_clips(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", frames=t.frames)
     with pytest.raises(ValueError, match="not a real-target file"):
         RealTarget.load(tmp_path / "bad.npz")
+    # Which prior made the fits travels with them; a file from before that field loads as unknown ("").
+    assert back.fit_prior == ""
+    t.fit_prior = "camera-0123abcd"
+    t.save(tmp_path / "t2.npz")
+    assert RealTarget.load(tmp_path / "t2.npz").fit_prior == "camera-0123abcd"
 
 
 def test_agreement_is_perfect_on_the_labels_and_falls_with_noise() -> None:

@@ -53,6 +53,13 @@ def real_target(args: argparse.Namespace, pose: PosePrior, g: ImageEncoder, devi
         real.save(path)
     else:
         real = RealTarget.load(path)
+        if real.fit_prior != pose.latent_space:  # fits through another prior: redo them through this one
+            print(f"real target {str(path)!r}: fits made with prior {real.fit_prior or 'unknown'!r}; refitting with "
+                  f"{pose.latent_space!r}", flush=True)  # fmt: skip
+            with torch.inference_mode(False):
+                real.fit3d = fit_targets(fitter(), g, real, device)
+            real.fit_prior = pose.latent_space
+            real.save(path)
 
     def refit(model: ImageEncoder) -> np.ndarray:
         with torch.inference_mode(False):

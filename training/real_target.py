@@ -49,7 +49,7 @@ def build(photos_dir: str | Path | None, videos_dir: str | Path | None, fitter: 
     arrays = collect(photos, videos, g.config.image_size, exclude, log=log)
     with torch.inference_mode(False):
         arrays["fit3d"] = fit_targets(fitter, g, arrays, device)
-    return RealTarget(**arrays)
+    return RealTarget(**arrays, fit_prior=fitter.prior.latent_space)
 
 
 def main(argv: list[str] | None = None) -> RealTarget:

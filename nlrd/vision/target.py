@@ -52,6 +52,9 @@ class RealTarget:
     clip_frame: np.ndarray  # (N,) int64: frame index within the clip (0 for photos)
     val: np.ndarray  # (N,) bool: validation rows (photos of a few tuning exercises)
     names: np.ndarray  # (N,) str: photo file name, or "<video>:<frame>"
+    # The latent space of the prior whose fits ``fit3d`` holds (PosePrior.latent_space; "" when unknown): fits
+    # through another prior are not this prior's pseudo-labels (an upright-only prior stands lying people up).
+    fit_prior: str = ""
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -64,11 +67,14 @@ class RealTarget:
     @classmethod
     def load(cls, path: str | Path) -> RealTarget:
         with np.load(path, allow_pickle=False) as z:
-            missing = [f.name for f in fields(cls) if f.name not in z.files]
+            missing = [f.name for f in fields(cls) if f.name not in z.files and f.name != "fit_prior"]
             if missing:
                 raise ValueError(f"{str(path)!r} is not a real-target file (missing {missing}); "
                                  "rebuild it with python -m training.real_target")
-            return cls(**{f.name: z[f.name] for f in fields(cls)})
+            arrays = {f.name: z[f.name] for f in fields(cls) if f.name in z.files}
+        if "fit_prior" in arrays:
+            arrays["fit_prior"] = str(arrays["fit_prior"])
+        return cls(**arrays)
 
     def clips(self) -> list[np.ndarray]:
         """The video clips' frames in order: a list of (T, S, S, 3) uint8, one per clip."""
