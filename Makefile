@@ -4,6 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ANNY_STAMP := .cache/anny/.built
 
 .PHONY: run test lint install clean
 
@@ -18,7 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps --force-reinstall \
 	  "opencv-contrib-python-headless==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("opencv-contrib-python-headless"))')"
 	$(BIN)/python -c "import cv2, mediapipe"
+	@# Anny body meshes for the renderer (nlrd/data/synthetic/anny_body.py; code Apache-2.0, assets CC0). Its
+	@# wheel declares NVIDIA Warp (~150 MB), which nothing here imports (the model build's one Warp routine is
+	@# replaced by torch): install it without dependencies, with the one it needs, roma.
+	$(BIN)/pip install -q --no-deps anny==0.6.2 roma==1.8.0
 	touch $(STAMP)
+
+# Anny's model is built once into .cache/anny (about 4 CPU-minutes, 1.7 GB peak) before the suite runs, so the
+# tests that render Anny bodies only load it.
+$(ANNY_STAMP): $(STAMP)
+	$(BIN)/python -c "from nlrd.data.synthetic.anny_body import anny_template; anny_template()"
+	touch $(ANNY_STAMP)
 
 install: $(STAMP)
 
@@ -28,7 +39,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+test: $(STAMP) $(ANNY_STAMP)
 	bash scripts/install_browser.sh
 	$(BIN)/ruff check .
 	NLRD_SCREENSHOT_DIR=$${NLRD_SCREENSHOT_DIR:-$$(mktemp -d)} $(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -9,10 +9,11 @@ Quick start::
     s.image      # (128, 128, 3) uint8 RGB
     s.joints3d   # (17, 3) mm, root-relative, camera frame; projects to s.joints2d with s.K
 
-Modules: ``body`` (posed mesh), ``camera`` (views and crops), ``raster`` (z-buffered shading),
-``appearance`` (materials), ``backgrounds`` (procedural and real backgrounds), ``effects`` (camera
-effects), ``styles`` (source / target), ``render`` (samples and clips), ``datasets`` (streams and
-fixed test sets), ``demo_poses`` (synthetic poses for tests and demos).
+Modules: ``body`` (posed capsule mesh), ``anny_body`` (posed Anny mesh, for the ``*_anny`` styles),
+``camera`` (views and crops), ``raster`` (z-buffered shading), ``appearance`` (materials),
+``backgrounds`` (procedural and real backgrounds), ``effects`` (camera effects), ``styles`` (source /
+target), ``render`` (samples and clips), ``datasets`` (streams and fixed test sets), ``demo_poses``
+(synthetic poses for tests and demos).
 """
 
 from nlrd.data.synthetic import demo_poses

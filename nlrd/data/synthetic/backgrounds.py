@@ -16,8 +16,9 @@ Images are uint8 RGB (H, W, 3). World directions use the pose's axes (x right, y
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -118,16 +119,71 @@ def load_photo(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+POOLS = ("all", "source", "target")
+
+
+def _name_hash(name: str) -> bytes:
+    return hashlib.sha256(name.encode("utf-8")).digest()
+
+
+def split_names(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Deterministic, balanced two-way split of file names: ``{name: "source" | "target"}``.
+
+    The distinct names are ordered by their SHA-256 and dealt alternately to the two halves (the
+    first to "source"), so each half gets half of them (the source one more when odd) and equal
+    names always land in the same half.
+    """
+    uniq = sorted(set(names), key=lambda n: (_name_hash(n), n))
+    return {n: ("source", "target")[i % 2] for i, n in enumerate(uniq)}
+
+
 @dataclass(frozen=True)
 class BackgroundBank:
-    """Real background images: panoramas (with light estimates) and flat photos."""
+    """Real background images: panoramas (with light estimates) and flat photos.
+
+    ``photo_names`` are the photos' file stems (a panorama's is :attr:`Panorama.name`); a bank built
+    without them names each photo by a hash of its pixels. :meth:`pool` splits the bank in two
+    disjoint halves by these names.
+    """
 
     panoramas: tuple[Panorama, ...]
     photos: tuple[np.ndarray, ...]
+    photo_names: tuple[str, ...] = ()
+    _pools: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.panoramas and not self.photos:
             raise ValueError("a background bank needs at least one panorama or photo")
+        if self.photo_names and len(self.photo_names) != len(self.photos):
+            raise ValueError(f"{len(self.photo_names)} photo names for {len(self.photos)} photos")
+
+    def names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(panorama names, photo names): what :meth:`pool` splits on."""
+        photo_names = self.photo_names or tuple("sha256:" + hashlib.sha256(np.ascontiguousarray(p).tobytes()).hexdigest()
+                                                for p in self.photos)  # fmt: skip
+        return tuple(p.name for p in self.panoramas), photo_names
+
+    def pool(self, which: str) -> BackgroundBank:
+        """The whole bank (``"all"``) or one of its two disjoint halves (``"source"``, ``"target"``).
+
+        Panoramas and photos are split separately (:func:`split_names` on their names), so each half
+        holds about half of each kind; the halves never share an image name. Cached per bank.
+        """
+        if which == "all":
+            return self
+        if which not in POOLS:
+            raise ValueError(f"unknown background pool {which!r}; expected one of {POOLS}")
+        if which not in self._pools:
+            pano_names, photo_names = self.names()
+            pano_side, photo_side = split_names(pano_names), split_names(photo_names)
+            panos = tuple(p for p, n in zip(self.panoramas, pano_names, strict=True) if pano_side[n] == which)
+            keep = [i for i, n in enumerate(photo_names) if photo_side[n] == which]
+            if not panos and not keep:
+                raise ValueError(f"the {which!r} half of this background bank is empty (it holds "
+                                 f"{len(pano_names) + len(photo_names)} image(s)); add more backgrounds")  # fmt: skip
+            self._pools[which] = BackgroundBank(panos, tuple(self.photos[i] for i in keep),
+                                                tuple(photo_names[i] for i in keep))  # fmt: skip
+        return self._pools[which]
 
     @classmethod
     def from_folders(cls, folders: str | os.PathLike[str] | list[str | os.PathLike[str]]) -> BackgroundBank:
@@ -156,6 +212,7 @@ def _load_bank(folders: tuple[str, ...]) -> BackgroundBank:
 def _read_bank(folders: tuple[str, ...]) -> BackgroundBank:
     panos: list[Panorama] = []
     photos: list[np.ndarray] = []
+    photo_names: list[str] = []
     for folder in folders:
         root = Path(folder)
         if not root.is_dir():
@@ -169,11 +226,13 @@ def _read_bank(folders: tuple[str, ...]) -> BackgroundBank:
                     panos.append(pano)
                 else:  # an HDR that is not a full panorama: use it as a flat photo
                     photos.append(pano.image)
+                    photo_names.append(p.stem)
             elif suffix in PHOTO_SUFFIXES:
                 photos.append(load_photo(p))
+                photo_names.append(p.stem)
     if not panos and not photos:
         raise ValueError(f"no images ({PANORAMA_SUFFIXES + PHOTO_SUFFIXES}) found under {list(folders)}")
-    return BackgroundBank(tuple(panos), tuple(photos))
+    return BackgroundBank(tuple(panos), tuple(photos), tuple(photo_names))
 
 
 def resolve_bank(backgrounds: BackgroundBank | str | os.PathLike[str] | list | None) -> BackgroundBank:

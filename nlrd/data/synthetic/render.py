@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from nlrd.data.synthetic import anny_body
+from nlrd.data.synthetic.anny_body import AnnyFreeParams, AnnyShape
 from nlrd.data.synthetic.appearance import Appearance, sample_appearance
 from nlrd.data.synthetic.backgrounds import (
     BackgroundBank,
@@ -77,11 +79,19 @@ class RenderedClip:
 
 @dataclass
 class Person:
-    """Who is rendered: body shape and appearance (with its per-face material rows)."""
+    """Who is rendered: body shape and appearance (with its per-face material rows).
+
+    ``shape`` is the capsule body's shape; its ``height_scale`` scales the pose (and the label) for
+    either body model. Anny bodies (``style.body == "anny"``) also carry their phenotype
+    ``anny_shape`` and the pose's free parameters ``anny_free`` (palm roll, head yaw, ankle flexion;
+    fixed over a clip); ``face_material`` then has one row per face of the Anny mesh.
+    """
 
     shape: BodyShape
     appearance: Appearance
     face_material: np.ndarray  # (F,) int32
+    anny_shape: AnnyShape | None = None
+    anny_free: AnnyFreeParams | None = None
 
 
 @dataclass
@@ -98,7 +108,15 @@ class Scene:
 
 
 def sample_person(style: Style, rng: np.random.Generator) -> Person:
-    """Draw a body shape and an appearance for ``style``."""
+    """Draw a body shape and an appearance for ``style`` (capsule or Anny body, ``style.body``)."""
+    if style.body == "anny":
+        shape = BodyShape(height_scale=float(rng.uniform(*style.height_range)))
+        anny_shape = anny_body.sample_anny_shape(rng)
+        app = sample_appearance(rng, style.skin_tones, style.realistic_clothes, style.pattern_prob, style.hat_prob)
+        free = anny_body.sample_anny_free_params(rng)
+        return Person(shape, app, app.face_material(anny_body.anny_template().face_part), anny_shape, free)
+    if style.body != "capsule":
+        raise ValueError(f"unknown body model {style.body!r}; expected 'capsule' or 'anny'")
     shape = sample_body_shape(rng, style.height_range)
     app = sample_appearance(rng, style.skin_tones, style.realistic_clothes, style.pattern_prob, style.hat_prob)
     return Person(shape, app, app.face_material(body_template().face_part))
@@ -206,7 +224,14 @@ def render_frame(
     """Render one frame of a (17, 3) root-relative world pose (mm) for a fixed person/camera/scene."""
     size = cam.size
     joints_world = np.asarray(joints_world, dtype=np.float64) * person.shape.height_scale
-    body_cam = build_body(joints_world, replace(person.shape, height_scale=1.0), cam.R, cam.translation)
+    if style.body == "anny":
+        if person.anny_shape is None:
+            raise ValueError("render_frame: an Anny style needs a person sampled for it (person.anny_shape is None)")
+        body_cam = anny_body.build_anny_body(joints_world, person.anny_shape, person.anny_free, cam.R, cam.translation)
+        tolerance = anny_body.anny_joint_depth_tolerance(person.anny_shape, joints_world)
+    else:
+        body_cam = build_body(joints_world, replace(person.shape, height_scale=1.0), cam.R, cam.translation)
+        tolerance = joint_depth_tolerance(person.shape)
     lights = Lights(
         scene.light_dirs_world @ cam.R.T,
         scene.light_colors,
@@ -234,7 +259,7 @@ def render_frame(
     inside = np.all((pix >= 0) & (pix < size), axis=1)
     pc = np.clip(pix, 0, size - 1)
     surface = ras.depth[pc[:, 1], pc[:, 0]]
-    visible = inside & (surface >= z - joint_depth_tolerance(person.shape))
+    visible = inside & (surface >= z - tolerance)
     if scene.effects.occluders:
         visible &= occluder_alpha(scene.effects, size)[pc[:, 1], pc[:, 0]] < 0.5
     mask = ras.alpha > 0.5
@@ -270,8 +295,9 @@ def _check_poses(poses: np.ndarray, ndim: int, what: str) -> np.ndarray:
 
 
 def bank_for_style(style: Style, backgrounds: BackgroundsArg) -> BackgroundBank | None:
-    """The background bank a style needs (photo styles), or None (procedural styles)."""
-    return resolve_bank(backgrounds) if style.background == "photo" else None
+    """The background bank a style needs (photo styles: its ``background_pool`` of the bank), or None
+    (procedural styles)."""
+    return resolve_bank(backgrounds).pool(style.background_pool) if style.background == "photo" else None
 
 
 def render_sample(

@@ -1,7 +1,7 @@
 """Rendering styles: the labelled *source* domain and the held-out *target* domain.
 
 A :class:`Style` bundles every choice that defines a domain: camera ranges, background kind,
-clothing and skin palettes, lighting and camera effects. Two are registered:
+clothing and skin palettes, lighting and camera effects, body model. Two are registered:
 
 - ``source``: plain, clearly synthetic renders: procedural backgrounds (flat colours, gradients,
   smooth noise, random shapes), solid saturated clothing colours, a narrower range of skin tones,
@@ -13,13 +13,17 @@ clothing and skin palettes, lighting and camera effects. Two are registered:
   resolution), depth-of-field background blur, defocus, motion blur, colour response, sensor noise,
   JPEG compression and random partial occluders.
 
+Two more, ``source_anny`` and ``target_anny``, are the same domains with Anny body meshes instead of
+capsules, over disjoint halves of the real background bank (``source_anny`` puts the plain source
+look over real photos).
+
 Use :func:`get_style` with a name, or build a ``Style`` (e.g. ``dataclasses.replace(get_style(
 "target"), ...)``) and pass it wherever a style is accepted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from nlrd.data.synthetic.appearance import SKIN_TONES
@@ -45,6 +49,12 @@ class Style:
     extra_lights: tuple[int, int] = (0, 0)
     coloured_light_prob: float = 0.0
     effects: EffectRanges = field(default_factory=EffectRanges)
+    # body model: tapered capsules (nlrd.data.synthetic.body) or Anny meshes (nlrd.data.synthetic.anny_body)
+    body: Literal["capsule", "anny"] = "capsule"
+    # photo backgrounds: the whole bank, or one of its two disjoint halves (split by file name; see
+    # nlrd.data.synthetic.backgrounds.BackgroundBank.pool), so a source style over real photos never
+    # shares a background with the target style
+    background_pool: Literal["all", "source", "target"] = "all"
 
 
 SOURCE = Style(
@@ -83,7 +93,14 @@ TARGET = Style(
     ),
 )
 
-STYLES: dict[str, Style] = {SOURCE.name: SOURCE, TARGET.name: TARGET}
+# Trial styles with Anny bodies (see nlrd.data.synthetic.anny_body): the source settings over the
+# source half of the real background bank (plain key lighting, no effects), and the target settings
+# over the other half.
+SOURCE_ANNY = replace(SOURCE, name="source_anny", body="anny", background="photo", background_pool="source",
+                      lighting="key")  # fmt: skip
+TARGET_ANNY = replace(TARGET, name="target_anny", body="anny", background_pool="target")
+
+STYLES: dict[str, Style] = {s.name: s for s in (SOURCE, TARGET, SOURCE_ANNY, TARGET_ANNY)}
 
 
 def get_style(style: str | Style) -> Style:
