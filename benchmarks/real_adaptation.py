@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data-root", default=None)
     p.add_argument("--data", default="data", help="prepared data folder (target-test renders cache)")
     p.add_argument("--rows", default=None, help="rows.json of training.ablation --real")
-    p.add_argument("--models", default=None, help="comma list of image-model checkpoints")
+    p.add_argument("--models", default=None, help="comma list of image-model checkpoints; each is scored with the pose "
+                   "prior and keypoint start of its own folder when it holds them, else with --checkpoints'")
     p.add_argument("--checkpoints", default="checkpoints", help="pose prior and keypoint start of the fits")
     p.add_argument("--photos", type=int, default=0, help="held-out photos to use (0: all)")
     p.add_argument("--renders", type=int, default=2000)
@@ -123,17 +124,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = json.loads(Path(args.rows).read_text())
         models.update({name: Path(args.rows).parent / r["checkpoint"] for name, r in rows.items()})
     if args.models:
-        models.update({Path(m).stem: Path(m) for m in args.models.split(",") if m})
+        for m in (Path(q) for q in args.models.split(",") if q):
+            models[m.stem if m.stem not in models else f"{m.parent.name}/{m.stem}"] = m  # two folders, one file name
     if not models:
         p.error("give --rows or --models")
-    ck = Path(args.checkpoints)
-    pose = PosePrior.from_pretrained(ck / "pose_aae.safetensors")
-    start = ck / "keypoint_start.safetensors"
-    fitter = PoseFitter(pose, load_start_net(start) if start.exists() else None, FitConfig())
+    families: dict[Path, tuple[PosePrior, PoseFitter]] = {}
+
+    def family(model: Path) -> tuple[PosePrior, PoseFitter]:
+        """The pose prior and fitter a model is scored with: those of its own folder when it holds a pose prior
+        (a model family, e.g. one built on the view prior), else those of --checkpoints."""
+        ck = model.parent if (model.parent / "pose_aae.safetensors").is_file() else Path(args.checkpoints)
+        if ck not in families:
+            prior = PosePrior.from_pretrained(ck / "pose_aae.safetensors")
+            start = ck / "keypoint_start.safetensors"
+            families[ck] = (prior, PoseFitter(prior, load_start_net(start) if start.exists() else None, FitConfig()))
+        return families[ck]
+
     t0 = time.perf_counter()
     photos = heldout_exercise_photos(root)
     photos = photos[: args.photos] if args.photos else photos
-    first = load_image_encoder(next(iter(models.values())), pose)
+    first_path = next(iter(models.values()))
+    first = load_image_encoder(first_path, family(first_path)[0])
     size = first.config.image_size
     held = collect(photos, [], size, exclude=set(), log=False)
     videos = sorted(q for q in (root / "media").iterdir() if q.suffix.lower() in VIDEO_SUFFIXES)
@@ -147,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     held_t = RealTarget(**held, fit3d=np.zeros(held["keypoints"].shape[:2] + (3,), np.float32))
     ref_facing = torso_faces_camera(held["world3d"])
     for name, path in models.items():
+        pose, fitter = family(path)
         g = load_image_encoder(path, pose)
         dev = torch.device("cpu")
         with torch.no_grad():

@@ -259,3 +259,19 @@ def test_flip_test_evaluation_is_mirror_equivariant() -> None:
     np.testing.assert_allclose(mirrored, flip_pose(both), atol=1e-3)
     single = predict_joints(encoder, decoder, crops)
     assert both.shape == single.shape == (3, 17, 3) and np.abs(both - single).max() > 1e-3
+
+
+def test_photo_checkpoint_dir_prefers_a_complete_views_family(tmp_path: Path) -> None:
+    """Real photos load <folder>/views when it holds a pose prior and an image model, else the folder itself."""
+    from nlrd.inference import IMAGE_CHECKPOINTS, PHOTO_FAMILY, photo_checkpoint_dir
+    from nlrd.priors import POSE_CHECKPOINT
+
+    assert photo_checkpoint_dir(tmp_path) == tmp_path
+    views = tmp_path / PHOTO_FAMILY
+    views.mkdir()
+    (views / POSE_CHECKPOINT).write_bytes(b"")
+    assert photo_checkpoint_dir(tmp_path) == tmp_path  # a prior alone is not a predictor
+    (views / IMAGE_CHECKPOINTS[-1]).write_bytes(b"")
+    assert photo_checkpoint_dir(tmp_path) == views
+    (views / POSE_CHECKPOINT).unlink()
+    assert photo_checkpoint_dir(tmp_path) == tmp_path

@@ -104,3 +104,16 @@ def test_renderer_cameras_span_the_priors_views(style: str) -> None:
     assert el.min() < lo + 5 and el.max() > hi - 5  # the steep ends are drawn, not just allowed
     assert np.abs(roll).max() <= min(15.0, CAMERA_VIEWS.roll_max_deg)
     assert roll.min() < -13 and roll.max() > 13
+
+
+def test_renders_for_an_upright_prior_keep_its_views() -> None:
+    """What the app renders to show an upright-only prior's models (relation previews, target clips) stays on
+    the level, version-1 cameras; a view prior gets the full range."""
+    from nlrd.adapt_session import target_style
+    from nlrd.data.synthetic.camera import UPRIGHT_ELEVATION, UPRIGHT_ROLL
+
+    upright = target_style(views=LEGACY_VIEWS).camera
+    assert upright.elevation == UPRIGHT_ELEVATION and upright.roll == UPRIGHT_ROLL
+    full = target_style(views="camera").camera
+    assert full.elevation == CAMERA_VIEWS.elevation and full.roll == (-15.0, 15.0)
+    assert upright.distance == full.distance and upright.focal_full == full.focal_full

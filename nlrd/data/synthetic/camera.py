@@ -17,7 +17,7 @@ a style may use it to degrade resolution (small, far-away people are blurry).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +41,21 @@ class CameraRanges:
     # slow drift of clips, per second (30 frames): |azimuth rate|, |elevation rate| (deg/s)
     azimuth_rate: tuple[float, float] = (0.0, 20.0)
     elevation_rate: tuple[float, float] = (0.0, 4.0)
+
+
+# The cameras of test-set version 1: level frames, elevation -15..+35. Models built on a pose prior trained on
+# upright people only (``views = "azimuth"``) cannot output the steeper or rolled views; renders made to show
+# what such a model does (the app's relation previews and built-in target clips) stay inside these.
+UPRIGHT_ELEVATION, UPRIGHT_ROLL = (-15.0, 35.0), (0.0, 0.0)
+
+
+def cameras_for_prior(ranges: CameraRanges, views: str) -> CameraRanges:
+    """``ranges`` narrowed to the views a pose prior trained with ``views`` can hold ("azimuth": upright people,
+    version-1 cameras; any other: unchanged)."""
+    if views != "azimuth":
+        return ranges
+    lo, hi = ranges.elevation
+    return replace(ranges, elevation=(max(lo, UPRIGHT_ELEVATION[0]), min(hi, UPRIGHT_ELEVATION[1])), roll=UPRIGHT_ROLL)
 
 
 @dataclass(frozen=True)
