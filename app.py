@@ -19,6 +19,10 @@ Exposure: the app listens on 127.0.0.1 unless ``--host`` says otherwise, accepts
 ``--max-upload-mb``, keeps uploads and outputs in its own temporary folder (removed at exit), serves
 files only from that folder and the ``--examples`` folder, never fetches URLs for clients, and loads
 weights only through safetensors (no pickles). Adapted models are written only below ``--runs-dir``.
+A refused request (a bad value, a missing one, an unknown API name) gets a message and one log line
+(:func:`readable_refusals`). Memory stays bounded however many sessions call: per-user state holds ids
+and small values, and the heavy results (adaptation sessions, relation pairs) are kept on the server
+in bounded stores (:class:`AdaptSessions`, :class:`LruStore`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import functools
+import inspect
 import itertools
 import os
 import re
@@ -36,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,9 +60,10 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from gradio.components.plot import PlotData
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from PIL import Image
 from starlette.middleware import Middleware
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import nlrd
@@ -82,7 +89,7 @@ from nlrd.data.synthetic import demo_poses, render_clip, render_sample
 from nlrd.data.synthetic.styles import Style
 from nlrd.data.video import VIDEO_SUFFIXES, iter_video, probe_video
 from nlrd.export import write_bvh, write_glb, write_json
-from nlrd.inference import PosePredictor, PoseResult
+from nlrd.inference import PosePredictor, PoseResult, photo_checkpoint_dir
 from nlrd.metrics import mpjpe
 from nlrd.priors import CHECKPOINT_DIR
 from nlrd.skeleton import H36M_17
@@ -109,7 +116,13 @@ RELATION_CLIP_SIZE = 160  # rendered anchor / counterpart clips (30-60 frames ea
 EXAMPLE_IMAGE_SIZE = 256  # synthetic photo examples
 EXAMPLE_CLIP_SIZE = 224  # synthetic clip example
 EXAMPLE_SEED = 7
-STATE_TTL_S = 3600  # per-user state (thumbnails, sequences, an adapted G) is dropped after an hour
+STATE_TTL_S = 3600  # per-user state (thumbnails, sequences, ids of server-side objects) is dropped after an hour
+ADAPT_SESSIONS_KEPT = 4  # finished adaptation sessions the server keeps for their users (about 7 MB each)
+RELATION_VIEWS_KEPT = 8  # relation pairs the server keeps for the Relations tab's frame slider (up to 9 MB each)
+# Browser / API sessions whose state gradio keeps, the least recently used dropped beyond it. Each costs about
+# 0.3 MB of gradio's own (a copy of every component's config) besides its gr.State values, and gradio's
+# default keeps 10,000: a script opening a session per call grew the server by 0.3 MB a call.
+STATE_SESSIONS_KEPT = 256
 ADAPT_SOURCES = ("built-in synthetic target clips", "my videos", "real photos and videos")
 ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a run folder: one plain name below --runs-dir
@@ -151,7 +164,7 @@ CSS = """
 class AppContext:
     """Everything the handlers share, built once at start-up (read-only afterwards)."""
 
-    predictor: PosePredictor
+    predictor: PosePredictor  # the paper's chain: latent explorer, relations, adaptation
     temp_dir: Path
     style: Style  # renderer style of the synthetic examples and relation images
     bank_z: np.ndarray  # (N, D) encoded latents of the bank poses
@@ -161,6 +174,13 @@ class AppContext:
     motion_bank_v: np.ndarray | None  # (M, Dv) encoded motion windows, None without the motion prior
     image_examples: list[str] = field(default_factory=list)
     clip_examples: list[str] = field(default_factory=list)
+    # Photos, clips and the webcam: the real-photo models (nlrd.inference.photo_checkpoint_dir); None: ``predictor``.
+    photo_predictor: PosePredictor | None = None
+
+    @property
+    def photos(self) -> PosePredictor:
+        """The model of the Predict tab."""
+        return self.photo_predictor or self.predictor
     examples_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     runs_dir: Path = field(default_factory=lambda: Path(DEFAULT_RUNS_DIR).resolve())  # adapted models go below it
@@ -169,6 +189,9 @@ class AppContext:
     explore_template: viz.PoseFigureTemplate | None = None
     adapt_data: dict[str, TargetData] = field(default_factory=dict)  # built-in target clips, rendered on first use
     adapt_data_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Heavy per-user results live here, bounded, and users' gr.State holds only their ids (see the classes).
+    adapt_sessions: AdaptSessions = field(default_factory=lambda: AdaptSessions(ADAPT_SESSIONS_KEPT))
+    relation_views: LruStore = field(default_factory=lambda: LruStore(RELATION_VIEWS_KEPT))
 
     @property
     def latent_dim(self) -> int:
@@ -225,6 +248,165 @@ class RelationView:
     fps: float = 30.0
     predicted: np.ndarray | None = None  # (T, J, 3) decoded relation-network prediction T_r(anchor latent)
     latent_predicted: np.ndarray | None = None  # (D,)
+
+
+@dataclass(frozen=True)
+class RelationRef:
+    """A user's relation pair as their gr.State keeps it: what was asked for, not its images.
+
+    The pair itself (a motion relation's two clips are about 9 MB) is computed once into the server's
+    :class:`LruStore` of recent pairs and recomputed on a miss (the same name and seed always give the
+    same pair), so what every browser session keeps for an hour is a name and a number.
+    """
+
+    name: str
+    seed: int
+
+
+class LruStore:
+    """A thread-safe map that keeps its ``capacity`` most recently used entries (shared by all users)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any | None:
+        """The value under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value``; the least recently used entries beyond the capacity are dropped."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _training(session: AdaptSession) -> bool:
+    """Whether a session is about to run or running (never dropped for space: its event is using it)."""
+    return session.phase in ("ready", "evaluating", "training")
+
+
+class AdaptSessions:
+    """The adaptation sessions kept on the server between the events that use one (the run, its compared
+    frames, cancel, save); a user's gr.State holds only the id of theirs.
+
+    Bounded whoever calls and however often: a browser session has at most one (a new run releases the
+    one its state named; gradio's state expiry releases it too, through the state's delete callback), and
+    the server keeps at most ``capacity``, evicting the least recently used finished ones first and any
+    unused for ``ttl_s``. Before, each /adapt call left a copy of G, its optimisers and the evaluation
+    tensors in the caller's state for an hour (about 25 MB a call, so one client looping could fill the
+    machine). A finished session keeps only G and its curves (:meth:`AdaptSession.release`).
+    """
+
+    def __init__(self, capacity: int, ttl_s: float = STATE_TTL_S) -> None:
+        self.capacity, self.ttl_s = capacity, ttl_s
+        self._kept: OrderedDict[str, tuple[AdaptSession, float]] = OrderedDict()  # id -> (session, last used)
+        self._lock = threading.Lock()
+
+    def add(self, session: AdaptSession, replaces: Any = None) -> str:
+        """Keep ``session`` and return its id; ``replaces`` (the caller's previous id, if any) is released."""
+        sid = uuid.uuid4().hex
+        with self._lock:
+            self._drop(replaces)
+            self._kept[sid] = (session, time.monotonic())
+            self._evict()
+        return sid
+
+    def get(self, sid: Any) -> AdaptSession | None:
+        """The session with id ``sid`` (now the most recently used), or None when unknown, released or evicted."""
+        with self._lock:
+            self._evict()
+            if not isinstance(sid, str) or sid not in self._kept:
+                return None
+            session = self._kept.pop(sid)[0]
+            self._kept[sid] = (session, time.monotonic())
+            return session
+
+    def release(self, sid: Any) -> None:
+        """Forget a session (a running one is asked to stop after its step); unknown ids are ignored."""
+        with self._lock:
+            self._drop(sid)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def _drop(self, sid: Any) -> None:
+        if isinstance(sid, str) and sid in self._kept:
+            self._kept.pop(sid)[0].cancel()
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        for sid, (session, used) in list(self._kept.items()):
+            if now - used > self.ttl_s and not _training(session):
+                self._drop(sid)
+        while len(self._kept) > self.capacity:
+            oldest = next((sid for sid, (session, _) in self._kept.items() if not _training(session)), None)
+            if oldest is None:
+                break  # all running: they end soon, and are evicted then
+            self._drop(oldest)
+
+
+# ----------------------------------------------------------------------------- memory
+MALLOC_ARENAS = 2  # glibc malloc arenas (default 8 per core): fewer arenas, less freed memory held in each
+MALLOC_MMAP_THRESHOLD = 4 << 20  # allocations this large get their own mapping, returned to the system when freed
+TRIM_INTERVAL_S = 5.0  # at most one malloc_trim per this many seconds
+
+
+def _libc() -> Any | None:
+    """glibc through ctypes, or None elsewhere (macOS, Windows, musl: the tuning below is glibc's)."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def tune_malloc() -> bool:
+    """Make glibc's allocator give memory back: at most :data:`MALLOC_ARENAS` arenas and a fixed mmap threshold.
+
+    By default glibc raises its mmap threshold each time a large block is freed, so the tensors of an
+    adaptation session, a render or a prediction soon come from the heap arenas (one per thread, up to 8
+    per core), and what they free stays in the process: the server's RSS climbed by hundreds of MB over a
+    few hundred calls while the live objects did not grow. Call before threads start. Returns whether it applied.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    m_arena_max, m_mmap_threshold = -8, -3  # mallopt parameters (malloc.h)
+    return bool(libc.mallopt(m_arena_max, MALLOC_ARENAS)) and bool(libc.mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD))
+
+
+_last_trim = [0.0]
+
+
+def trim_memory(force: bool = False) -> None:
+    """Return the heap's free memory to the system (glibc's ``malloc_trim``), at most every :data:`TRIM_INTERVAL_S`.
+
+    Called when a burst of allocations has just been freed (an adaptation session ended, a relation pair
+    computed); it takes a few milliseconds.
+    """
+    now = time.monotonic()
+    if not force and now - _last_trim[0] < TRIM_INTERVAL_S:
+        return
+    _last_trim[0] = now
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # ----------------------------------------------------------------------------- start-up
@@ -289,6 +471,7 @@ def build_context(
     bank_size: int = BANK_SIZE,
     motion_bank_size: int = MOTION_BANK_SIZE,
     synthetic_examples: int = 4,
+    photo_predictor: PosePredictor | None = None,
 ) -> AppContext:
     """Everything computed once at start-up: latent banks, the influence map, example files.
 
@@ -299,6 +482,7 @@ def build_context(
         bank_size: prior samples decoded for the nearest-pose search and the latent PCA.
         motion_bank_size: motion prior samples for the motion-latent PCA.
         synthetic_examples: number of rendered example photos.
+        photo_predictor: the model of the Predict tab (photos, clips, webcam); default ``predictor``.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -317,7 +501,7 @@ def build_context(
     def examples() -> tuple[Style, list[str], list[str]]:
         t = time.perf_counter()
         # Photo backgrounds from the data folder, else procedural ones: examples work on a fresh clone.
-        st = target_style()
+        st = target_style(views=predictor.pose.views)  # relation previews and target clips the prior can hold
         found = _synthetic_examples(predictor, st, tmp / "examples", synthetic_examples) if synthetic_examples > 0 else ([], [])
         timings["examples_s"] = time.perf_counter() - t
         return st, *found
@@ -348,7 +532,7 @@ def build_context(
     return AppContext(
         predictor=predictor, temp_dir=tmp, style=style, bank_z=bank_z, bank_joints=bank_joints,
         explore_range=explore_range, influence=influence, motion_bank_v=motion_bank_v,
-        image_examples=images, clip_examples=clips, examples_dir=ex_dir, timings=timings,
+        image_examples=images, clip_examples=clips, examples_dir=ex_dir, timings=timings, photo_predictor=photo_predictor,
         explore_template=viz.PoseFigureTemplate("decoded pose", axis_range=explore_range, uirevision=UIREV_EXPLORE),
     )  # fmt: skip
 
@@ -360,6 +544,72 @@ def _error(exc: Exception, upload: str | Sequence[str] | None = None) -> gr.Erro
     for path in [upload] if isinstance(upload, str) else (upload or []):
         msg = msg.replace(str(Path(path).parent) + os.sep, "")
     return gr.Error(msg)
+
+
+REFUSAL_MAX_CHARS = 600  # a refused request's message at most (a request can carry megabytes of "value")
+_LONG_WORD = re.compile(r"\S{80,}")
+
+
+def _shorten(text: str, limit: int = REFUSAL_MAX_CHARS) -> str:
+    """``text`` with each run of 80+ characters without a space cut to its start (a value echoed in a message
+    stays recognisable, the sentence around it readable), and the whole cut to ``limit``."""
+    text = _LONG_WORD.sub(lambda m: f"{m.group()[:40]}... ({len(m.group()):,} characters)", str(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refusal(where: str, message: str) -> gr.Error:
+    """A refused request: its message (shortened) for the caller and one line in the server's log, no traceback.
+
+    Refusals are the app working as intended; a traceback per bad request (gradio prints one for every
+    error unless told not to) buries the log, and a megabyte of echoed input fills it.
+    """
+    text = _shorten(message)
+    print(f"refused {where}: {' '.join(text.split())}", file=sys.stderr, flush=True)
+    return gr.Error(text, print_exception=False)
+
+
+def _input_name(block: Any) -> str:
+    """How the API names an input: its label, else its kind."""
+    label = getattr(block, "label", None)
+    return str(label) if label else type(block).__name__.lower()
+
+
+def readable_refusals(demo: gr.Blocks) -> gr.Blocks:
+    """Give the requests gradio itself refuses, before a handler runs, a message and one log line.
+
+    Wrong types (text where a number goes, NaN for a whole number), missing values, file paths the app
+    did not receive as uploads and values outside a dropdown's choices all fail in gradio's input
+    processing (``Blocks.preprocess_data``); without this, most reach API callers as ``{"error": null}``
+    with a traceback in the log, and a bad choice is echoed whole. The instance's method is wrapped, not
+    the class's (other Blocks in the process keep gradio's behaviour).
+    """
+    original = demo.preprocess_data
+
+    async def preprocess_data(block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> list[Any]:
+        where = f"/{block_fn.api_name}" if block_fn.api_name else str(block_fn.name)
+        api_inputs = [b for b in block_fn.inputs if not getattr(b, "skip_api", False)]
+        if not isinstance(inputs, list) or len(inputs) < len(block_fn.inputs):
+            got = len(inputs) if isinstance(inputs, list) else 0
+            raise _refusal(where, f"expects {len(api_inputs)} values ({', '.join(map(_input_name, api_inputs))}), got {got}")
+        try:
+            return await original(block_fn, inputs, state, explicit_call)
+        except gr.Error as exc:  # a component's own refusal (a value not among the choices, an unreadable upload)
+            raise _refusal(where, exc.message) from None
+        except ComponentProcessingError as exc:  # the component could not read the value at all
+            found = re.search(r"at index (\d+)", str(exc))
+            i = int(found.group(1)) if found else -1
+            block = block_fn.inputs[i] if 0 <= i < len(block_fn.inputs) else None
+            value = inputs[i] if 0 <= i < len(inputs) else None
+            kind = "number" if isinstance(block, gr.Number | gr.Slider) else type(block).__name__.lower()
+            raise _refusal(where, f"{_input_name(block)}: {value!r} is not a valid {kind}") from None
+        except InvalidPathError:  # a path in a file value that the app never received as an upload
+            raise _refusal(where, "a file value names a path on the server that was not uploaded to this app; "
+                                  "upload the file instead") from None  # fmt: skip
+        except (ValueError, TypeError, KeyError) as exc:  # malformed file values and the like
+            raise _refusal(where, f"the request's values could not be read ({type(exc).__name__}: {exc})") from None
+
+    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+    return demo
 
 
 def readable_image_input(component: gr.Image) -> gr.Image:
@@ -477,7 +727,7 @@ def predict_image(ctx: AppContext, image: np.ndarray | None, flip_test: bool = F
     m = _method(method)
     try:
         img, _ = _downscale(as_rgb_uint8(image, max_pixels=None), PHOTO_MAX_SIDE)
-        result = ctx.predictor.predict_image(img, flip_test=bool(flip_test), method=m)
+        result = ctx.photos.predict_image(img, flip_test=bool(flip_test), method=m)
         thumb, scale = _downscale(img, OVERLAY_MAX_SIDE)
         frames = [_jpeg(thumb)]
     except ValueError as exc:
@@ -509,7 +759,7 @@ def predict_clip(ctx: AppContext, video: str | None, flip_test: bool = False, re
         frames = list(itertools.islice(iter_video(video, max_side=CLIP_MAX_SIDE), MAX_CLIP_FRAMES))
         if not frames:
             raise ValueError("the clip has no frames")
-        result = ctx.predictor.predict_clip(
+        result = ctx.photos.predict_clip(
             np.stack(frames), fps=info.fps, flip_test=bool(flip_test), refine=bool(refine), method=m,
             progress=lambda done, total: progress((done, total or len(frames)), desc="detecting and tracking the person"),
         )  # fmt: skip
@@ -785,9 +1035,20 @@ def _relation_figure(view: RelationView, t: int) -> go.Figure:
     return _fixed_ranges(fig, view.axis_range)
 
 
-def relation_pair(ctx: AppContext, name: str, seed: Any) -> tuple[go.Figure, float | None, RelationView | None]:
+def relation_view(ctx: AppContext, ref: RelationRef) -> RelationView:
+    """The pair a user's state names: from the server's store of recent pairs, else computed (and stored)."""
+    view = ctx.relation_views.get(ref)
+    if view is None:
+        view = compute_relation(ctx, ref.name, ref.seed)
+        ctx.relation_views.put(ref, view)
+        trim_memory()  # the render's buffers (and an evicted pair) were just freed
+    return view
+
+
+def relation_pair(ctx: AppContext, name: str, seed: Any) -> tuple[go.Figure, float | None, RelationRef | None]:
     """API ``/relation_pair``: relation name + seed -> (anchor / counterpart 3D figure, latent distance d).
 
+    The state output names the pair (:class:`RelationRef`); the pair itself stays in the server's store.
     Without the motion prior, a motion relation returns a figure that says so and no distance.
     """
     try:
@@ -799,10 +1060,11 @@ def relation_pair(ctx: AppContext, name: str, seed: Any) -> tuple[go.Figure, flo
         if rel.order == "motion" and not ctx.has_motion:
             msg = "Motion relations need the motion prior (checkpoints/motion_ae.safetensors), which is not loaded."
             return _message_figure(msg), None, None
-        view = compute_relation(ctx, rel.name, s)
+        ref = RelationRef(rel.name, s)
+        view = relation_view(ctx, ref)
     except ValueError as exc:
         raise _error(exc) from None
-    return _relation_figure(view, 0), round(view.distance, 4), view
+    return _relation_figure(view, 0), round(view.distance, 4), ref
 
 
 def relation_explanation(ctx: AppContext, name: str) -> str:
@@ -822,9 +1084,9 @@ def relation_explanation(ctx: AppContext, name: str) -> str:
     return text + "\n\n" + NON_LOCAL_TEXT
 
 
-def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]:
+def show_relation(ctx: AppContext, ref: RelationRef | None) -> tuple[Any, ...]:
     """UI follow-up of /relation_pair: images, latent PCA map, frame slider; stops playback."""
-    if view is None:
+    if ref is None:
         msg = _message_figure("No relation pair to map.", height=320)
         return (
             None,
@@ -836,6 +1098,7 @@ def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]
             gr.Timer(active=False),
             relation_network_text(None),
         )
+    view = relation_view(ctx, ref)
     n = len(view.anchor)
     if view.order == "pose":
         bank, space = ctx.bank_z, "pose latents z"
@@ -856,20 +1119,22 @@ def show_relation(ctx: AppContext, view: RelationView | None) -> tuple[Any, ...]
             False, gr.Timer(active=False), relation_network_text(view))  # fmt: skip
 
 
-def relation_frame(ctx: AppContext, view: RelationView | None, t: Any) -> tuple[Any, Any, Any]:
+def relation_frame(ctx: AppContext, ref: RelationRef | None, t: Any) -> tuple[Any, Any, Any]:
     """The relation's frame slider: 3D pair and both images at frame t (motion relations)."""
-    if view is None:
+    if ref is None:
         return gr.skip(), gr.skip(), gr.skip()
+    view = relation_view(ctx, ref)
     i = _frame_index(t, len(view.anchor))
     return _relation_figure(view, i), view.anchor_images[i], view.counterpart_images[i]
 
 
-def relation_tick(ctx: AppContext, view: RelationView | None, t: Any) -> tuple[Any, ...]:
+def relation_tick(ctx: AppContext, ref: RelationRef | None, t: Any) -> tuple[Any, ...]:
     """gr.Timer tick while playing a motion relation: the next frame (wrapping around)."""
+    view = None if ref is None else relation_view(ctx, ref)
     if view is None or len(view.anchor) < 2:
         return (gr.skip(),) * 4
     i = _advance(t, len(view.anchor), view.fps)
-    return (i, *relation_frame(ctx, view, i))
+    return (i, *relation_frame(ctx, ref, i))
 
 
 def random_seed() -> int:
@@ -1089,7 +1354,7 @@ def _keypoint_overlay(crop: np.ndarray, skeletons: list[np.ndarray], side: int =
 
 
 def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: list[str] | str, steps: float,
-          learning_rate: float | None, device: str, start: str = "auto",
+          learning_rate: float | None, device: str, start: str = "auto", previous: str | None = None,
           progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008  # fmt: skip
     """API ``/adapt``: run one self-adaptation session; the final result is its JSON summary.
 
@@ -1098,9 +1363,11 @@ def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: l
     recipe's), device (``"cpu"`` or ``"cuda"``), start (``"gs"``: a copy of the source-only Gs,
     ``"predictor"``: of the app's G, ``"auto"``: Gs when shipped; optional).
 
-    Yields (summary JSON, loss figure, target-error figure, before / after figure, status, session
-    state) while it runs; only the last yield carries the summary (before / after target error,
-    final losses, steps done).
+    Yields (summary JSON, loss figure, target-error figure, before / after figure, status, session id)
+    while it runs; only the last yield carries the summary (before / after target error, final losses,
+    steps done). The session itself is kept in ``ctx.adapt_sessions`` and the user's state holds its id;
+    ``previous`` (that state's value, not an API argument) is the user's earlier session, released now:
+    one kept session per browser session.
     """
     settings = _adapt_settings(ctx, terms, steps, learning_rate, device, start)
     data = _adapt_target(ctx, clips_source, videos, progress)
@@ -1108,38 +1375,60 @@ def adapt(ctx: AppContext, clips_source: str, videos: list[str] | None, terms: l
         session = AdaptSession(ctx.predictor, data, settings)
     except ValueError as exc:
         raise _error(exc) from None
-    progress(0.0, desc="evaluating the starting G")
-    real = data.real is not None
-    yield (gr.skip(), _adapt_loss_figure(None), _adapt_error_figure(None, data.labelled, real), gr.skip(),
-           f"Starting from {session.init_checkpoint}: {data.description}.", session)  # fmt: skip
-    report: Report | None = None
+    sid = ctx.adapt_sessions.add(session, replaces=previous)
     try:
-        for report in session.run():
-            progress((report.step, report.steps), desc="adapting", unit="steps")
-            if not report.finished:
-                yield (gr.skip(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled, real), gr.skip(),
-                       _adapt_status(report, session), session)  # fmt: skip
-    except ValueError as exc:
-        raise _error(exc) from None
-    assert report is not None
-    compare, _ = _adapt_comparison(session)
-    yield (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled, real), compare,
-           _adapt_status(report, session) + "  \nSave the adapted G to a run folder below to keep it.", session)  # fmt: skip
+        progress(0.0, desc="evaluating the starting G")
+        real = data.real is not None
+        yield (gr.skip(), _adapt_loss_figure(None), _adapt_error_figure(None, data.labelled, real), gr.skip(),
+               f"Starting from {session.init_checkpoint}: {data.description}.", sid)  # fmt: skip
+        report: Report | None = None
+        try:
+            for report in session.run():
+                progress((report.step, report.steps), desc="adapting", unit="steps")
+                if not report.finished:
+                    yield (gr.skip(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled, real),
+                           gr.skip(), _adapt_status(report, session), sid)  # fmt: skip
+        except ValueError as exc:
+            raise _error(exc) from None
+        assert report is not None
+        compare, _ = _adapt_comparison(session)
+        yield (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, data.labelled, real), compare,
+               _adapt_status(report, session) + "  \nSave the adapted G to a run folder below to keep it.", sid)  # fmt: skip
+    finally:
+        if session.phase == "ready":  # the event ended before the session ran (cancelled in the queue): nothing to keep
+            ctx.adapt_sessions.release(sid)
+        trim_memory(force=True)  # the session's training buffers were just freed
 
 
-def adapt_frames(ctx: AppContext, session: AdaptSession | None) -> Any:
+ADAPT_GONE = ("This adaptation is no longer kept on the server (it keeps the {n} most recent sessions, and none unused "
+              "for an hour): run it again.")  # fmt: skip
+
+
+def _kept_session(ctx: AppContext, sid: Any) -> AdaptSession | None:
+    """The user's session from its id in their state; None before any run, a gr.Error once it was dropped."""
+    if sid is None:
+        return None
+    session = ctx.adapt_sessions.get(sid)
+    if session is None:
+        raise gr.Error(ADAPT_GONE.format(n=ctx.adapt_sessions.capacity))
+    return session
+
+
+def adapt_frames(ctx: AppContext, sid: str | None) -> Any:
     """The compared evaluation frames with their before → after errors (follow-up of /adapt)."""
+    session = ctx.adapt_sessions.get(sid)
     if session is None:
         return gr.skip()
     return _adapt_comparison(session)[1]
 
 
-def cancel_adaptation(ctx: AppContext, session: AdaptSession | None) -> tuple[Any, ...]:
+def cancel_adaptation(ctx: AppContext, sid: str | None) -> tuple[Any, ...]:
     """Cancel button: stop the running session after its current step and show where it got to.
 
     The button also cancels the /adapt event itself (``cancels=``), which removes a session still
     waiting in the queue and stops streaming updates; this handler then shows the final state.
     """
+    session = ctx.adapt_sessions.get(sid)
     if session is None or session.phase not in ("evaluating", "training"):
         return (gr.skip(),) * 6 + ("No adaptation was running (a waiting one is taken out of the queue).",)
     session.cancel()
@@ -1147,7 +1436,7 @@ def cancel_adaptation(ctx: AppContext, session: AdaptSession | None) -> tuple[An
     report = session.report()
     fig, frames = _adapt_comparison(session)
     return (session.summary(), _adapt_loss_figure(report), _adapt_error_figure(report, session.data.labelled), fig, frames,
-            session, _adapt_status(report, session) + "  \nThe adapted G as it is now can still be saved.")  # fmt: skip
+            sid, _adapt_status(report, session) + "  \nThe adapted G as it is now can still be saved.")  # fmt: skip
 
 
 def _shown_path(path: Path) -> Path:
@@ -1158,14 +1447,15 @@ def _shown_path(path: Path) -> Path:
         return path
 
 
-def save_adaptation(ctx: AppContext, session: AdaptSession | None, run_name: str) -> str:
+def save_adaptation(ctx: AppContext, sid: str | None, run_name: str) -> str:
     """Save the session's adapted G as ``<runs dir>/<run name>/adapted_g.safetensors`` (never into the shipped checkpoints)."""
+    session = _kept_session(ctx, sid)
     if session is None:
         raise gr.Error("Run an adaptation first.")
     name = (run_name or "").strip()
     if not RUN_NAME.fullmatch(name):
         raise gr.Error("Name the run folder with letters, digits, '.', '_' or '-' (up to 64, no slashes): "
-                       f"it is created below {ctx.runs_dir.name}/.")  # fmt: skip
+                       f"it is created below {_shown_path(ctx.runs_dir)}/.")  # fmt: skip
     try:
         path = session.save(ctx.runs_dir / name, protected=ctx.protected_dirs)
     except ValueError as exc:
@@ -1258,11 +1548,32 @@ See the README for the data sources and licences, and docs/results.md for the me
 def _bind(fn: Callable[..., Any], ctx: AppContext) -> Callable[..., Any]:
     """``fn`` with the context bound; keeps the name and docstring (gradio derives labels and API names from them).
 
-    Not ``functools.update_wrapper``: its ``__wrapped__`` would make ``inspect.signature`` report ``ctx``
-    again, and gradio matches parameters to inputs by signature.
+    A ``gr.Error`` the handler raises (its refusal of a bad request) is logged as one line and reaches the
+    user shortened (:func:`_refusal`). The wrapper reports the signature of ``fn`` without ``ctx`` (gradio
+    matches inputs to parameters, and finds the progress parameter, by signature) and stays a generator
+    function for generators (gradio streams those). Not ``functools.update_wrapper``: its ``__wrapped__``
+    would make ``inspect.signature`` report ``ctx`` again.
     """
-    bound = functools.partial(fn, ctx)
-    bound.__name__, bound.__doc__ = fn.__name__, fn.__doc__  # type: ignore[attr-defined]
+    where = fn.__name__
+    bound: Callable[..., Any]
+    if inspect.isgeneratorfunction(fn):
+
+        def bound(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(ctx, *args, **kwargs)
+            except gr.Error as exc:
+                raise _refusal(where, exc.message) from None
+
+    else:
+
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(ctx, *args, **kwargs)
+            except gr.Error as exc:
+                raise _refusal(where, exc.message) from None
+
+    bound.__signature__ = inspect.signature(functools.partial(fn, ctx))  # type: ignore[attr-defined]
+    bound.__name__, bound.__doc__ = fn.__name__, fn.__doc__
     return bound
 
 
@@ -1285,7 +1596,8 @@ def _header(ctx: AppContext) -> str:
 
 
 def build_app(predictor: PosePredictor, examples_dir: str | None = None, *, temp_dir: str | Path | None = None,
-              runs_dir: str | Path = DEFAULT_RUNS_DIR, checkpoints_dir: str | Path | None = None) -> gr.Blocks:  # fmt: skip
+              runs_dir: str | Path = DEFAULT_RUNS_DIR, checkpoints_dir: str | Path | None = None,
+              photo_predictor: PosePredictor | None = None) -> gr.Blocks:  # fmt: skip
     """The Gradio app over a loaded predictor (start-up work: :func:`build_context`).
 
     Args:
@@ -1294,10 +1606,11 @@ def build_app(predictor: PosePredictor, examples_dir: str | None = None, *, temp
         temp_dir: exports, examples and uploads; default a fresh folder removed at exit.
         runs_dir: the Adapt tab saves adapted models in named folders below it.
         checkpoints_dir: the weights folder the predictor came from; never written (nor is the shipped one).
+        photo_predictor: the Predict tab's model (the real-photo family); default ``predictor``.
 
     The returned Blocks carries the context as ``demo.nlrd_context`` (for :func:`launch_app`).
     """
-    ctx = build_context(predictor, examples_dir, temp_dir=temp_dir)
+    ctx = build_context(predictor, examples_dir, temp_dir=temp_dir, photo_predictor=photo_predictor)
     ctx.runs_dir = Path(runs_dir).expanduser().resolve()
     if checkpoints_dir is not None:
         ctx.protected_dirs.append(Path(checkpoints_dir).expanduser().resolve())
@@ -1454,7 +1767,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     rel_pca = gr.Plot(label="2D PCA of the latent space (like the paper's figure 3)")
                     rel_text = gr.Markdown(relation_explanation(ctx, rel_names[0]))
-                rel_state = gr.State(None, time_to_live=STATE_TTL_S)
+                rel_state = gr.State(None, time_to_live=STATE_TTL_S)  # a RelationRef: the pair is in ctx.relation_views
                 rel_playing = gr.State(False)
                 rel_timer = gr.Timer(PLAY_INTERVAL_S, active=False)
 
@@ -1502,7 +1815,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                                                           object_fit="contain", allow_preview=False)  # fmt: skip
                         with gr.Accordion("Session summary (JSON)", open=False):
                             adapt_summary = gr.JSON(label="summary")
-                adapt_state = gr.State(None, time_to_live=STATE_TTL_S)
+                # The id of the user's session in ctx.adapt_sessions; when gradio drops the state, the session goes too.
+                adapt_state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=ctx.adapt_sessions.release)
 
             # ------------------------------------------------------------------ About
             with gr.Tab("About", id="about"):
@@ -1597,7 +1911,8 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         # ---------------------------------------------------------------------- events: Adapt, About, load
         # One session at a time across all users: a second /adapt waits in the queue (its rank shows).
         adapt_event = adapt_btn.click(
-            b(adapt), [adapt_src, adapt_videos, adapt_terms, adapt_steps, adapt_lr, adapt_device, adapt_start],
+            # adapt_state last: the id of the user's previous session, released when a new one starts (not an API argument).
+            b(adapt), [adapt_src, adapt_videos, adapt_terms, adapt_steps, adapt_lr, adapt_device, adapt_start, adapt_state],
             [adapt_summary, adapt_loss_plot, adapt_err_plot, adapt_cmp_plot, adapt_status_md, adapt_state],
             api_name="adapt", concurrency_limit=1, concurrency_id="adapt", show_progress_on=[adapt_status_md])  # fmt: skip
         adapt_event.success(b(adapt_frames), [adapt_state], adapt_frames_gallery, api_visibility="private")
@@ -1614,7 +1929,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
             b(show_relation), [rel_state], rel_follow_outputs, api_visibility="private"
         )
     demo.nlrd_context = ctx  # type: ignore[attr-defined]
-    return demo
+    return readable_refusals(demo)
 
 
 # ----------------------------------------------------------------------------- launch
@@ -1635,6 +1950,29 @@ class RefuseUrlFiles:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _URL_FILE_ROUTE.search(scope.get("path", "")):
             await PlainTextResponse("File not allowed.", status_code=403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_API_CALL_ROUTE = re.compile(r"/gradio_api/(?:call/(?:v2/)?|run/)([^/]+)/?$")
+
+
+class UnknownApiNames:
+    """ASGI middleware: a call to an API name the app does not have answers 404 with the names it has.
+
+    gradio answers such a call with a bare HTTP 500 (its look-up raises), which reads as a server fault.
+    """
+
+    def __init__(self, app: ASGIApp, names: Sequence[str] = (), public: Sequence[str] = ()) -> None:
+        self.app, self.names, self.public = app, frozenset(names), sorted(public)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = _API_CALL_ROUTE.search(scope.get("path", "")) if scope["type"] == "http" else None
+        if found and scope.get("method") == "POST" and found.group(1) not in self.names:
+            shown = _shorten(found.group(1), 100)
+            print(f"refused /{shown}: no such API name", file=sys.stderr, flush=True)
+            message = f"unknown API name {shown!r}; this app's are {', '.join('/' + n for n in self.public)}"
+            await JSONResponse({"error": message}, status_code=404)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -1680,16 +2018,22 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860
     Hardening: uploads above ``max_upload_mb`` are refused; no share link, server-side rendering,
     MCP server, monitoring dashboard or run history (no extra routes, nothing stored or sent
     elsewhere); URL fetches through the file route are refused (:class:`RefuseUrlFiles`); uploaded pages and
-    scripts are only served as downloads, with security headers on every answer (:class:`SafeFileHeaders`).
+    scripts are only served as downloads, with security headers on every answer (:class:`SafeFileHeaders`);
+    calls to API names the app does not have answer 404 (:class:`UnknownApiNames`). Memory: gradio keeps the
+    state of at most :data:`STATE_SESSIONS_KEPT` sessions.
     """
     ctx: AppContext = demo.nlrd_context  # type: ignore[attr-defined]
     allowed = [str(ctx.temp_dir)] + ([str(ctx.examples_dir)] if ctx.examples_dir else [])
+    names = [f.api_name for f in demo.fns.values() if f.api_name]
+    public = [f.api_name for f in demo.fns.values() if f.api_name and f.api_visibility == "public"]
     demo.queue()
     return demo.launch(
         server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024), allowed_paths=allowed,
         prevent_thread_lock=prevent_thread_lock, quiet=quiet, theme=gr.themes.Soft(primary_hue="blue"), css=CSS,
         footer_links=["api", "gradio"], share=False, ssr_mode=False, mcp_server=False, enable_monitoring=False,
-        run_history=False, app_kwargs={"middleware": [Middleware(RefuseUrlFiles), Middleware(SafeFileHeaders)]},
+        state_session_capacity=STATE_SESSIONS_KEPT,
+        run_history=False, app_kwargs={"middleware": [Middleware(RefuseUrlFiles), Middleware(SafeFileHeaders),
+                                                      Middleware(UnknownApiNames, names=names, public=public)]},
     )  # fmt: skip
 
 
@@ -1730,6 +2074,7 @@ def prepare_mocap_if_possible() -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Command line: load the predictor once, build the app, serve it."""
     t0 = time.perf_counter()
+    tune_malloc()  # before the model and gradio start their threads
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.examples is not None and not Path(args.examples).expanduser().is_dir():
@@ -1741,6 +2086,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--runs-dir must not be inside a checkpoints folder (the shipped weights are never written)")
     try:
         predictor = PosePredictor.from_pretrained(args.checkpoints, device=args.device)
+        photo_dir = photo_checkpoint_dir(args.checkpoints)
+        photo_predictor = None
+        if photo_dir != (Path(args.checkpoints) if args.checkpoints else CHECKPOINT_DIR):
+            photo_predictor = PosePredictor.from_pretrained(photo_dir, device=args.device)
     except ValueError as exc:
         parser.error(str(exc))
     prepare_mocap_if_possible()
@@ -1751,7 +2100,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["GRADIO_TEMP_DIR"] = str(tmp / "uploads")
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(tmp / "examples_cache")
     try:
-        demo = build_app(predictor, args.examples, temp_dir=tmp, runs_dir=runs, checkpoints_dir=args.checkpoints)
+        demo = build_app(predictor, args.examples, temp_dir=tmp, runs_dir=runs, checkpoints_dir=args.checkpoints,
+                         photo_predictor=photo_predictor)
     except ValueError as exc:
         parser.error(str(exc))
     # SIGTERM (service managers, test harnesses) exits like Ctrl-C, so atexit removes the temp dir.

@@ -25,7 +25,7 @@ terms, the number of steps, optionally the learning rate, and the device.
 Example::
 
     predictor = PosePredictor.from_pretrained(device="cpu")
-    data = builtin_target_data(predictor.image_size, target_style())
+    data = builtin_target_data(predictor.image_size, target_style(views=predictor.pose.views))
     session = AdaptSession(predictor, data, default_settings(predictor))
     for report in session.run():
         print(report.step, report.latest_losses(), report.errors[-1:])
@@ -51,6 +51,7 @@ from nlrd.checkpoint import save_checkpoint
 from nlrd.data.images import IMAGE_SUFFIXES
 from nlrd.data.paths import REPO_ROOT
 from nlrd.data.synthetic import demo_poses, fixed_test_set, get_style, render_clip
+from nlrd.data.synthetic.camera import cameras_for_prior
 from nlrd.data.synthetic.render import bank_for_style
 from nlrd.data.synthetic.styles import Style
 from nlrd.data.video import VIDEO_SUFFIXES
@@ -147,10 +148,12 @@ class TargetData:
         return int(sum(len(c) for c in self.clips))
 
 
-def target_style(backgrounds: str | Path | None = None) -> Style:
+def target_style(backgrounds: str | Path | None = None, views: str = "camera") -> Style:
     """The target style with its photo backgrounds (``<data root>/backgrounds`` by default) or, when
-    those are missing, the same style over procedural backgrounds: a fresh clone still works."""
+    those are missing, the same style over procedural backgrounds: a fresh clone still works. Its cameras
+    are narrowed to what a pose prior trained with ``views`` holds (``cameras_for_prior``)."""
     style = get_style("target")
+    style = dataclasses.replace(style, camera=cameras_for_prior(style.camera, views))
     try:
         bank_for_style(style, backgrounds)
         return style
@@ -492,7 +495,8 @@ class AdaptSession:
         self._meta = self.stage.checkpoint_meta()
         self.skeleton = pose.skeleton
         self._pose = pose
-        self._eval_x = torch.from_numpy(np.ascontiguousarray(data.eval_images)).permute(0, 3, 1, 2).float().div(255)
+        # The evaluation set as G's input (float, 4x the uint8 images): made when needed, dropped by release().
+        self._eval_x: torch.Tensor | None = None
         self.before: np.ndarray | None = None  # (N, J, 3) mm: the starting G on the evaluation set
         self._after: np.ndarray | None = None
         self._after_step = -1
@@ -516,14 +520,23 @@ class AdaptSession:
         return Report(self.step, self.settings.steps, {k: list(v) for k, v in self.losses.items()}, list(self.errors),
                       round(self.seconds, 2), self.phase, list(self.agreement))  # fmt: skip
 
+    def _eval_input(self) -> torch.Tensor:
+        """The evaluation images as G's input (N, 3, S, S) float in [0, 1]; kept only while the session trains."""
+        x = self._eval_x
+        if x is None:
+            x = torch.from_numpy(np.ascontiguousarray(self.data.eval_images)).permute(0, 3, 1, 2).float().div(255)
+            if self.stage is not None:
+                self._eval_x = x
+        return x
+
     def _predict(self) -> np.ndarray:
         """The current G on the evaluation set -> (N, J, 3) mm (the stage's own prediction path while it exists)."""
         if self.stage is not None:
-            return self.stage.predict(self._eval_x)
+            return self.stage.predict(self._eval_input())
         from nlrd.models.image_encoder import encode_images
 
         with torch.no_grad():
-            return self._pose.decoder(encode_images(self.g, self._eval_x, self.device, amp=self.config.amp)).cpu().numpy()
+            return self._pose.decoder(encode_images(self.g, self._eval_input(), self.device, amp=self.config.amp)).cpu().numpy()
 
     def _evaluate(self) -> None:
         """Predict the evaluation set with the current G; record the target error when labelled."""
@@ -575,7 +588,6 @@ class AdaptSession:
             self._evaluate()
             self.phase = "cancelled" if self.step < cfg.steps else "done"
             self.seconds = time.perf_counter() - t0
-            self.release()
         except GeneratorExit:
             # The consumer stopped iterating (e.g. a web request was cancelled): G stays as reached.
             self.phase = "cancelled"
@@ -584,16 +596,23 @@ class AdaptSession:
             self.phase, self.error = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            # However training stopped, only what results need stays: a finished session kept for its
+            # comparison or a save is G and the curves, not optimisers and training buffers.
+            self.release()
             self.ended = time.time()
             self.stopped.set()
         yield self.report()
 
     def release(self) -> None:
-        """Drop the optimisers, heads and loader (G, the evaluation set and the curves stay)."""
+        """Drop the optimisers, heads, loader and the float copy of the evaluation set (G, the evaluation
+        images and the curves stay, so results and saving still work)."""
         with self._lock:
             if self.stage is not None:
                 self.g = self.stage.g
                 self.stage = None
+            for p in self.g.parameters():  # gradients of the last step: as large as the trained blocks
+                p.grad = None
+            self._eval_x = None
 
     # -- results ------------------------------------------------------------------------------
     def after(self) -> np.ndarray:

@@ -12,10 +12,13 @@ needs the sidecar (the header is the source of truth). Tensor names of a dict of
 with the module's key (``encoder.``, ``decoder.``...). Saving is atomic (temporary file +
 ``os.replace``), so an interrupted save leaves either the old file or the new one, never half a file.
 
-Loading is strict: a missing file, a file that is not safetensors (a pickle or zip renamed, random or
-truncated bytes), missing metadata, an unknown format version, a wrong stage, and (in
-:func:`load_into`) missing or unexpected keys and wrong shapes are all ``ValueError``\\ s that name the
-file and the problem.
+Loading is strict: a missing file, a file over :data:`MAX_CHECKPOINT_BYTES`, a file that is not
+safetensors (a pickle or zip renamed, random or truncated bytes), missing metadata or metadata fields of
+the wrong type, an unknown format version, a wrong stage, and (in :func:`load_into`) missing or
+unexpected keys and wrong shapes are all ``ValueError``\\ s that name the file and the problem. The
+header is checked before the tensor data is read, and :func:`build_checked` compares a model's shapes
+with the file's on PyTorch's meta device before allocating it, so no file, whatever its size or config,
+costs more than its own bytes (configs themselves are checked by :func:`nlrd.priors.config_from_dict`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +49,9 @@ SIDECAR_SUFFIX = ".json"
 # Upper bound on the JSON header of a safetensors file (the reference implementation uses 100 MB);
 # anything larger means the first 8 bytes are not a safetensors header length.
 _MAX_HEADER_BYTES = 100_000_000
+# Upper bound on a whole checkpoint file: the project's models are 2-12 MB; anything near this size is
+# not one of them, and is refused before its bytes are read.
+MAX_CHECKPOINT_BYTES = 1 << 30
 # Key prefixes added by wrappers that must not leak into saved names: DistributedDataParallel /
 # DataParallel (``module.``) and torch.compile (``_orig_mod.``).
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -341,6 +347,11 @@ def _meta_from_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in _REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"{path}: {METADATA_KEY!r} metadata lacks {missing}")
+    kinds = {"stage": str, "config": dict, "skeleton": str, "data_sources": list, "metrics": dict, "extra": dict}
+    wrong = [f"{k} ({type(meta[k]).__name__}, expected {t.__name__})" for k, t in kinds.items()
+             if k in meta and (meta[k] is not None or k in _REQUIRED_META) and not isinstance(meta[k], t)]  # fmt: skip
+    if wrong:
+        raise ValueError(f"{path}: {METADATA_KEY!r} metadata has fields of the wrong type: {', '.join(wrong)}")
     version = meta["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"{path}: unknown checkpoint format_version {version!r} (expected an int 1..{FORMAT_VERSION})")
@@ -360,41 +371,63 @@ def _existing_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _read_header(path: Path, fh: BinaryIO, size: int) -> tuple[bytes, dict[str, Any]]:
+    """The first 8 + header-length bytes of an open checkpoint, and its validated header."""
+    head = fh.read(8)
+    if len(head) == 8:
+        (n,) = struct.unpack("<Q", head)
+        if 0 < n <= _MAX_HEADER_BYTES and 8 + n <= size:
+            head += fh.read(n)
+    return head, _parse_header(path, head, size)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The ``"nlrd"`` metadata of a checkpoint, reading only its header (cheap for large files)."""
     path = _existing_file(path)
-    size = path.stat().st_size
     with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) == 8:
-            (n,) = struct.unpack("<Q", head)
-            if 0 < n <= _MAX_HEADER_BYTES and 8 + n <= size:
-                head += fh.read(n)
-    return _meta_from_header(path, _parse_header(path, head, size))
+        _, header = _read_header(path, fh, path.stat().st_size)
+    return _meta_from_header(path, header)
 
 
 def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, expected_stage: str | None = None
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    expected_stage: str | None = None,
+    max_bytes: int = MAX_CHECKPOINT_BYTES,
 ) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`.
+
+    The header is read and checked first (its JSON, every tensor's byte range, the metadata, the
+    stage), and only then the tensor data: a file that is not a checkpoint of the expected kind
+    costs a few bytes of reading, whatever its size.
 
     Args:
         path: the ``.safetensors`` file.
         map_location: device for the tensors (``"cpu"``, ``"cuda:0"``, a ``torch.device``).
         expected_stage: if given, the checkpoint's stage must equal it.
+        max_bytes: larger files are refused before anything is read (the project's models are a few MB).
 
     Raises:
-        ValueError: the file is missing, not safetensors (pickle/zip/random/empty/truncated), has no
-            ``"nlrd"`` metadata, an unknown or newer ``format_version``, or the wrong stage.
+        ValueError: the file is missing, larger than ``max_bytes``, not safetensors
+            (pickle/zip/random/empty/truncated), has no ``"nlrd"`` metadata, an unknown or newer
+            ``format_version``, or the wrong stage.
     """
     path = _existing_file(path)
-    # One read of the whole file: header and data are validated from the same bytes, and no memory
-    # map keeps the file open (which would block replacing it on some systems).
-    data = path.read_bytes()
-    header = _parse_header(path, data, len(data))
-    meta = _meta_from_header(path, header)
-    if expected_stage is not None and meta["stage"] != expected_stage:
-        raise ValueError(f"{path}: checkpoint is from stage {meta['stage']!r}, expected {expected_stage!r}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path}: file is {size / 2**20:.0f} MB; a checkpoint of this project is at most "
+                         f"{max_bytes / 2**20:.0f} MB")  # fmt: skip
+    # One open file for header and data, read once (no memory map keeps the file open, which would block
+    # replacing it on some systems); the data only after the header has been validated.
+    with path.open("rb") as fh:
+        head, header = _read_header(path, fh, size)
+        meta = _meta_from_header(path, header)
+        if expected_stage is not None and meta["stage"] != expected_stage:
+            raise ValueError(f"{path}: checkpoint is from stage {meta['stage']!r}, expected {expected_stage!r}")
+        data = head + fh.read(size - len(head))
+    if len(data) != size:
+        raise ValueError(f"{path}: the file changed while it was read ({len(data)} of {size} bytes)")
     try:
         tensors = _st_load(data)
     except SafetensorError as exc:
@@ -424,22 +457,9 @@ def model_config(ckpt: Checkpoint) -> dict[str, Any]:
     return model
 
 
-def load_into(module: nn.Module, ckpt: Checkpoint, prefix: str = "") -> nn.Module:
-    """Copy the checkpoint's tensors under ``prefix`` into ``module``, strictly.
-
-    Args:
-        module: the target (DDP / torch.compile wrappers are looked through).
-        ckpt: a loaded :class:`Checkpoint`.
-        prefix: the module's name in a multi-module checkpoint (``"encoder"`` or ``"encoder."``);
-            ``""`` uses every tensor.
-
-    Raises:
-        ValueError: listing missing keys, unexpected keys and shape mismatches (first few, with shapes).
-
-    Returns:
-        ``module`` (for chaining).
-    """
-    target = _unwrap(module)
+def _mismatches(target: nn.Module, ckpt: Checkpoint, prefix: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """Where the tensors come from (for messages) and the tensors under ``prefix``; ValueError listing missing
+    keys, unexpected keys and shape mismatches between ``target``'s state and them (first few, with shapes)."""
     prefix = _normalise_prefix(prefix)
     source = ckpt.subset(prefix)
     expected = target.state_dict()
@@ -462,13 +482,64 @@ def load_into(module: nn.Module, ckpt: Checkpoint, prefix: str = "") -> nn.Modul
         problems.append(f"{len(wrong)} shape mismatch(es): {shown}{more}")
     if problems:
         raise ValueError(f"{where} does not match {type(target).__name__}: " + "; ".join(problems))
+    return where, source
+
+
+def load_into(module: nn.Module, ckpt: Checkpoint, prefix: str = "") -> nn.Module:
+    """Copy the checkpoint's tensors under ``prefix`` into ``module``, strictly.
+
+    Args:
+        module: the target (DDP / torch.compile wrappers are looked through).
+        ckpt: a loaded :class:`Checkpoint`.
+        prefix: the module's name in a multi-module checkpoint (``"encoder"`` or ``"encoder."``);
+            ``""`` uses every tensor.
+
+    Raises:
+        ValueError: listing missing keys, unexpected keys and shape mismatches (first few, with shapes).
+
+    Returns:
+        ``module`` (for chaining).
+    """
+    target = _unwrap(module)
+    _, source = _mismatches(target, ckpt, prefix)
     target.load_state_dict(source, strict=True)
     return module
 
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def build_checked(ckpt: Checkpoint, prefix: str, build: Callable[[], ModuleT]) -> ModuleT:
+    """Build the module whose tensors the checkpoint holds under ``prefix`` and load them, strictly.
+
+    ``build`` (the model's constructor on the checkpoint's config) first runs on PyTorch's meta device,
+    which records shapes without allocating memory, and that module is compared with the file's
+    tensors. Only a config that matches them is then built for real: a config declaring a huge width
+    (an 11 MB file saying ``hidden = 12000`` would otherwise allocate gigabytes before the strict check)
+    costs nothing, and one its constructor cannot build at all (a negative size) is a ValueError too.
+
+    Raises:
+        ValueError: the config cannot be built, or the module does not match the tensors (as :func:`load_into`).
+    """
+    where = f"{ckpt.path or 'checkpoint'}"
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except (RuntimeError, TypeError, OverflowError, IndexError, KeyError, AssertionError) as exc:
+        # Constructors check nothing themselves: torch's complaint about the sizes is the reason.
+        raise ValueError(f"{where}: its config does not describe a model that can be built "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None  # fmt: skip
+    _mismatches(_unwrap(probe), ckpt, prefix)
+    return load_into(build(), ckpt, prefix)
+
+
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_CHECKPOINT_BYTES",
     "Checkpoint",
+    "build_checked",
     "load_checkpoint",
     "load_into",
     "read_metadata",

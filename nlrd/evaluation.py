@@ -133,8 +133,7 @@ def predict_joints_and_flip_test(encoder: torch.nn.Module, decoder: torch.nn.Mod
 
 def prior_views(prior: PosePrior) -> str:
     """The view distribution a pose prior was trained on ("azimuth" for priors from before it was recorded)."""
-    views = prior.meta.get("config", {}).get("stage", {}).get("views", "azimuth")
-    return views if views in VIEWS else "azimuth"
+    return prior.views if prior.views in VIEWS else "azimuth"
 
 
 def best_fit_floor(prior: PosePrior, targets: np.ndarray, steps: int = 300, lr: float = 0.05) -> np.ndarray:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlrd.checkpoint import load_checkpoint, load_into, model_config
+from nlrd.checkpoint import build_checked, load_checkpoint, model_config
 from nlrd.data.crop import crop_square, square_box
 from nlrd.data.detection import PersonDetection, detect_person, interp_boxes, track_person, validate_box
 from nlrd.data.images import as_rgb_uint8
@@ -57,13 +57,27 @@ from nlrd.models.image_encoder import ImageEncoder, ImageEncoderConfig, build_im
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.precision import pick_device
 from nlrd.priors import CHECKPOINT_DIR, MOTION_CHECKPOINT, POSE_CHECKPOINT, MotionPrior, PosePrior, config_from_dict
-from nlrd.transforms import flip_pose
+from nlrd.transforms import RELATIONS, flip_pose, get_relation
 from nlrd.vision import PersonKeypoints, detect_keypoints, detect_keypoints_clip
 from nlrd.vision.framing import RENDER_MARGIN, RENDER_PAD_MM, clip_frames, keypoint_frames
 
 ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT = "adapted_g.safetensors", "source_gs.safetensors"  # adapted G, source-only Gs
 REAL_CHECKPOINT = "real_g.safetensors"  # G adapted to real photos and videos (training.adapt --real): what users bring
 IMAGE_CHECKPOINTS = (REAL_CHECKPOINT, ADAPTED_CHECKPOINT, SOURCE_CHECKPOINT)  # preferred first
+# The real-photo models: a sub-folder of a checkpoint folder holding a pose prior trained on camera views
+# (nlrd.views: tilted cameras, lying and kneeling people) and the image model and fit start built on it. The
+# paper's chain (upright prior, motion prior, relation networks, adapted G) stays in the folder itself.
+PHOTO_FAMILY = "views"
+
+
+def photo_checkpoint_dir(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The folder a predictor for real photos and videos loads: ``<folder>/views`` when it holds a pose prior
+    and an image model, else ``folder`` itself (default: the shipped checkpoints)."""
+    base = Path(folder) if folder is not None else CHECKPOINT_DIR
+    photo = base / PHOTO_FAMILY
+    if (photo / POSE_CHECKPOINT).is_file() and any((photo / n).is_file() for n in IMAGE_CHECKPOINTS):
+        return photo
+    return base
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
 METHODS = ("fit", "g")  # PoseResult.method: the prior fitted to the keypoints, or the image network G alone
 # Weight of the clip fit's smoothness term: 8 copies of one photo as a clip gave fitted joints 29.5 mm apart
@@ -566,22 +580,47 @@ def load_image_encoder(path: str | os.PathLike[str], pose: PosePrior | None = No
         raise ValueError(f"{str(path)!r} holds stage {ck.meta['stage']!r}, not an image model (source, oracle or adapt)")
     if pose is not None:
         pose.check_built_on(ck.meta, f"image model {str(path)!r}")
-    enc = build_image_encoder(config_from_dict(ImageEncoderConfig, model_config(ck)))
-    load_into(enc, ck, prefix="encoder.")
-    return enc.eval()
+    cfg = config_from_dict(ImageEncoderConfig, model_config(ck))
+    return build_checked(ck, "encoder.", lambda: build_image_encoder(cfg)).eval()
+
+
+def relation_file_name(relation: str) -> str:
+    """The file a relation network is kept in: ``<relation>.safetensors`` (what training.train_relations writes)."""
+    return f"{relation}.safetensors"
 
 
 def load_relation_net(path: str | os.PathLike[str], pose: PosePrior | None = None) -> tuple[str, RelationNet] | None:
     """(relation name, network in eval mode) from a relation checkpoint; None for another stage's file.
-    With ``pose``, refused unless it was trained on that prior's latent space."""
+    With ``pose``, refused unless it was trained on that prior's latent space.
+
+    The relation a network learned is named in its metadata (``config.relation``); that name must be a
+    known relation, agree with the stage (``relation:<name>``) and with the file name
+    (:func:`relation_file_name`): a folder of networks is looked up by file name, and one file must not
+    silently stand in for another relation's network.
+    """
     ck = load_checkpoint(path)
-    if not str(ck.meta.get("stage", "")).startswith("relation:"):
+    stage = str(ck.meta.get("stage", ""))
+    if not stage.startswith("relation:"):
         return None
+    name = ck.meta["config"].get("relation")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{str(path)!r}: relation network metadata names no relation (config.relation)")
+    if name not in RELATIONS:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ValueError(f"{str(path)!r}: metadata names relation {shown!r}, which is not a known relation")
+    rel = get_relation(name)
+    if stage != f"relation:{rel.name}":
+        raise ValueError(f"{str(path)!r}: metadata says relation {rel.name!r} but stage {stage!r}")
+    if Path(path).name != relation_file_name(rel.name):
+        raise ValueError(f"{str(path)!r} holds the network of relation {rel.name!r}; it must be named "
+                         f"{relation_file_name(rel.name)!r}")  # fmt: skip
     if pose is not None:
         pose.check_built_on(ck.meta, f"relation network {str(path)!r}")
-    net = RelationNet(config_from_dict(RelationNetConfig, model_config(ck)))
-    load_into(net, ck, prefix="net.")
-    return ck.meta["config"]["relation"], net.eval()
+    cfg = config_from_dict(RelationNetConfig, model_config(ck))
+    if pose is not None and rel.order == "pose" and cfg.latent_dim != pose.latent_dim:
+        raise ValueError(f"{str(path)!r}: a pose relation network on {cfg.latent_dim}-d latents, but the pose prior's "
+                         f"are {pose.latent_dim}-d")  # fmt: skip
+    return rel.name, build_checked(ck, "net.", lambda: RelationNet(cfg)).eval()
 
 
 def load_relation_nets(folder: Path, pose: PosePrior | None = None) -> dict[str, RelationNet]:

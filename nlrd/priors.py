@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nlrd.checkpoint import load_checkpoint, load_into, model_config
+from nlrd.checkpoint import build_checked, load_checkpoint, model_config
 from nlrd.data.paths import REPO_ROOT
 from nlrd.models.motion_ae import MotionAEConfig, MotionDecoder, MotionEncoder
 from nlrd.models.pose_aae import PoseAAEConfig, PoseDecoder, PoseEncoder
@@ -34,13 +37,103 @@ POSE_CHECKPOINT = "pose_aae.safetensors"
 MOTION_CHECKPOINT = "motion_ae.safetensors"
 
 
-def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass from saved metadata, refusing unknown fields."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+# Every whole number in a model config is a size or a count (widths, layers, joints, pixels); the
+# project's are at most a few hundred. The bound keeps a hostile config from costing time even on the
+# meta device (thousands of layers), and refuses 10**7-wide layers before anything is built.
+MAX_CONFIG_INT = 4096
+MAX_CONFIG_STR = 200
+
+
+def _short(value: Any) -> str:
+    """repr of a config value, cut short (a config can hold a megabyte of text)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _checked_value(where: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the type annotation ``hint`` (and the config ranges); ValueError if it does not fit.
+
+    Covers the annotations model configs use: int, float, bool, str, ``X | None``, Literal, tuple and
+    list; anything else is passed through unchecked.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _checked_value(where, value, arg)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{where} = {_short(value)} fits none of {hint}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{where} = {_short(value)} is not one of {list(args)}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} = {_short(value)} must be true or false")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{where} = {_short(value)} must be a whole number")
+        if not 0 <= value <= MAX_CONFIG_INT:
+            raise ValueError(f"{where} = {_short(value)} is out of range (0 to {MAX_CONFIG_INT})")
+        return value
+    if hint is float:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(f"{where} = {_short(value)} must be a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or len(value) > MAX_CONFIG_STR:
+            raise ValueError(f"{where} = {_short(value)} must be a string of at most {MAX_CONFIG_STR} characters")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where} = {_short(value)} must be a list")
+        item = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
+        items = [
+            _checked_value(f"{where}[{i}]", v, item if item is not None else (args[i] if i < len(args) else Any))
+            for i, v in enumerate(value)
+        ]
+        if origin is tuple and args and args[-1] is not Ellipsis and len(items) != len(args):
+            raise ValueError(f"{where} = {_short(value)} must have {len(args)} items")
+        return tuple(items) if origin is tuple else items
+    return value
+
+
+def config_from_dict(cls: type, data: Any) -> Any:
+    """Rebuild a config dataclass from saved metadata, refusing unknown fields, missing ones, values of the
+    wrong type and sizes out of range (0 to :data:`MAX_CONFIG_INT`), each a ValueError naming the field.
+
+    Checkpoints come from anywhere: without these checks a size of -5, "abc" or 10**7 in a config reaches
+    the model's constructor as a RuntimeError, a TypeError or an attempt to allocate terabytes.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"checkpoint config for {cls.__name__} must be a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(f"checkpoint config has fields {sorted(unknown)} unknown to {cls.__name__}")
-    return cls(**data)
+        raise ValueError(f"checkpoint config has fields {sorted(map(_short, unknown))} unknown to {cls.__name__}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]  # fmt: skip
+    if missing:
+        raise ValueError(f"checkpoint config for {cls.__name__} lacks {missing}")
+    hints = typing.get_type_hints(cls)
+    values = {k: _checked_value(f"checkpoint config {cls.__name__}.{k}", v, hints.get(k, Any)) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, AssertionError) as exc:  # a __post_init__ refusing a combination of values
+        raise ValueError(f"checkpoint config for {cls.__name__}: {exc}") from None
+
+
+def _recorded_views(meta: dict[str, Any]) -> str:
+    """The view distribution a pose prior's metadata records (``config.stage.views``), else the legacy one."""
+    config = meta.get("config")
+    stage = config.get("stage") if isinstance(config, dict) else None
+    views = stage.get("views") if isinstance(stage, dict) else None
+    return views if isinstance(views, str) else LEGACY_VIEWS
 
 
 class _Runner:
@@ -95,8 +188,7 @@ class PosePrior(_Runner):
         self.meta, self.device = meta, device
         self.skeleton: Skeleton = encoder.skeleton
         self.latent_dim: int = encoder.cfg.latent_dim
-        views = meta.get("config", {}).get("stage", {}).get("views", LEGACY_VIEWS)
-        self.views: str = views if isinstance(views, str) else LEGACY_VIEWS
+        self.views: str = _recorded_views(meta)
         self.latent_space: str = latent_space_id(self.encoder, self.views)
 
     def check_built_on(self, meta: dict[str, Any], what: str) -> None:
@@ -120,9 +212,9 @@ class PosePrior(_Runner):
         ck = load_checkpoint(Path(path) if path is not None else CHECKPOINT_DIR / POSE_CHECKPOINT, expected_stage="pose_aae")
         cfg = config_from_dict(PoseAAEConfig, model_config(ck))
         skeleton = get_skeleton(ck.meta.get("skeleton", cfg.skeleton))
-        enc, dec = PoseEncoder(cfg, skeleton), PoseDecoder(cfg, skeleton)
-        load_into(enc, ck, prefix="encoder.")
-        load_into(dec, ck, prefix="decoder.")
+        # Each network is checked against the file's tensors before it is allocated (see build_checked).
+        enc = build_checked(ck, "encoder.", lambda: PoseEncoder(cfg, skeleton))
+        dec = build_checked(ck, "decoder.", lambda: PoseDecoder(cfg, skeleton))
         return cls(enc, dec, ck.meta, pick_device(device))
 
     @torch.no_grad()
@@ -186,10 +278,9 @@ class MotionPrior(_Runner):
         pose.check_built_on(ck.meta, f"motion prior {str(path)!r}")
         if cfg.pose_latent_dim != pose.latent_dim:
             raise ValueError(f"motion prior expects pose latents of size {cfg.pose_latent_dim}, pose prior has {pose.latent_dim}")
-        enc, dec, gauss = MotionEncoder(cfg), MotionDecoder(cfg), GaussianLatentPrior(cfg.motion_latent_dim)
-        load_into(enc, ck, prefix="encoder.")
-        load_into(dec, ck, prefix="decoder.")
-        load_into(gauss, ck, prefix="prior.")
+        enc = build_checked(ck, "encoder.", lambda: MotionEncoder(cfg))
+        dec = build_checked(ck, "decoder.", lambda: MotionDecoder(cfg))
+        gauss = build_checked(ck, "prior.", lambda: GaussianLatentPrior(cfg.motion_latent_dim))
         return cls(pose, enc, dec, gauss, ck.meta, dev)
 
     @torch.no_grad()

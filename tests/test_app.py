@@ -357,7 +357,8 @@ def test_interpolation_endpoints_and_playback(app: ModuleType, ctx) -> None:
 # ----------------------------------------------------------------------------- Relations
 @pytest.mark.parametrize("name", [n for n, r in RELATIONS.items() if r.order == "pose"])
 def test_pose_relation_pairs_are_exact(app: ModuleType, ctx, name: str) -> None:
-    fig, dist, view = app.relation_pair(ctx, name, 4)
+    fig, dist, ref = app.relation_pair(ctx, name, 4)
+    view = app.relation_view(ctx, ref)  # the state names the pair; the server keeps it
     has_net = name in ctx.predictor.relations
     assert _trace_count(fig) == 8 + 4 * has_net and view is not None and dist == pytest.approx(view.distance, abs=1e-3)
     rel = RELATIONS[name]
@@ -365,7 +366,7 @@ def test_pose_relation_pairs_are_exact(app: ModuleType, ctx, name: str) -> None:
     np.testing.assert_array_equal(view.counterpart_images[0], rel.image_pair(view.anchor_images[0])[1])
     za, zc = ctx.predictor.encode(view.anchor), ctx.predictor.encode(view.counterpart)
     assert view.distance == pytest.approx(float(np.linalg.norm(za - zc)), rel=1e-4)
-    img_a, img_c, pca, slider, row, playing, timer, net_md = app.show_relation(ctx, view)
+    img_a, img_c, pca, slider, row, playing, timer, net_md = app.show_relation(ctx, ref)
     assert img_a.shape == img_c.shape and row["visible"] is False
     if has_net:
         # The shipped relation network lands nearer the exact counterpart than the anchor is.
@@ -384,16 +385,17 @@ def test_pose_flip_counterpart_is_the_mirrored_render(app: ModuleType, ctx) -> N
 
 @pytest.mark.parametrize("name", [n for n, r in RELATIONS.items() if r.order == "motion"])
 def test_motion_relation_pairs(app: ModuleType, motion_ctx, name: str) -> None:
-    fig, dist, view = app.relation_pair(motion_ctx, name, 2)
+    fig, dist, ref = app.relation_pair(motion_ctx, name, 2)
+    view = app.relation_view(motion_ctx, ref)
     assert view is not None and view.anchor.shape == view.counterpart.shape == (30, 17, 3)
     assert view.anchor_images.shape[0] == 30 and view.anchor_images.shape == view.counterpart_images.shape
     assert dist is not None and dist >= 0 and view.latent_anchor.shape == (motion_ctx.predictor.motion.latent_dim,)
     rel = RELATIONS[name]
     if rel.window == 30:  # the counterpart is the exact relation of the anchor window
         np.testing.assert_allclose(view.counterpart, rel.pose_pair(view.anchor)[1], atol=1e-3)
-    _, _, pca, slider, row, _, _, _ = app.show_relation(motion_ctx, view)
+    _, _, pca, slider, row, _, _, _ = app.show_relation(motion_ctx, ref)
     assert slider["maximum"] == 29 and row["visible"] is True and len(pca.data) >= 3
-    i, fig_t, img_a, img_c = app.relation_tick(motion_ctx, view, 0)
+    i, fig_t, img_a, img_c = app.relation_tick(motion_ctx, ref, 0)
     assert i > 0 and _trace_count(fig_t) == 8 and img_a.shape == view.anchor_images[i].shape
 
 
@@ -443,7 +445,7 @@ def test_adapt_streams_curves_then_a_summary_and_saves(app: ModuleType, adapt_ct
     ctx = adapt_ctx
     outs = list(app.adapt(ctx, app.ADAPT_SOURCES[0], None, ["lcr", "pose-flip"], 3, None, "cpu", progress=_no_progress))
     assert len(outs) >= 3 and all(len(o) == 6 for o in outs)
-    summary, loss_fig, err_fig, cmp_fig, status, session = outs[-1]
+    summary, loss_fig, err_fig, cmp_fig, status, session = outs[-1]  # the session's id (the server keeps it)
     assert summary["phase"] == "done" and summary["steps_done"] == 3 and summary["terms"] == ["lcr", "pose-flip"]
     assert np.isfinite(summary["before_mpjpe_mm"]) and np.isfinite(summary["after_mpjpe_mm"]) and "Done" in status
     assert {t.name for t in loss_fig.data} == {"lcr", "pose-flip"} and loss_fig.layout.yaxis.type == "log"
@@ -524,16 +526,86 @@ def test_adapt_cancel_shows_where_the_session_got_to(app: ModuleType, adapt_ctx)
 
     ctx = adapt_ctx
     gen = app.adapt(ctx, app.ADAPT_SOURCES[0], None, "lcr", 200, 1e-4, "cpu", progress=_no_progress)
-    session = next(gen)[5]
+    sid = next(gen)[5]
+    session = ctx.adapt_sessions.get(sid)
     out: list = []
     worker = threading.Thread(target=lambda: out.extend(gen))  # the generator runs as in a server thread
     worker.start()
     while session.step < 1 and worker.is_alive():
         session.stopped.wait(0.05)
-    summary, *_, status = app.cancel_adaptation(ctx, session)
+    summary, *_, status = app.cancel_adaptation(ctx, sid)
     worker.join(timeout=120)
     assert summary["phase"] == "cancelled" and 1 <= summary["steps_done"] < 200 and "Cancelled" in status
     assert summary["learning_rates"]["relation"] == pytest.approx(1e-4)
+
+
+def test_adapt_state_holds_an_id_and_the_server_keeps_few_sessions(app: ModuleType, adapt_ctx,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Memory: each /adapt call used to leave its session (a copy of G, its optimisers, the evaluation
+    tensors) in the caller's gr.State for an hour, about 25 MB a call. The state now holds an id; a finished
+    session keeps only G and its curves; a browser session's new run releases its previous one; and the
+    server keeps at most its capacity of sessions, whoever calls: nothing else keeps one alive."""
+    import gc
+    import weakref
+
+    import gradio as gr
+
+    ctx = adapt_ctx
+    monkeypatch.setattr(ctx, "adapt_sessions", app.AdaptSessions(2))
+
+    def run(previous: str | None = None) -> str:
+        outs = list(app.adapt(ctx, app.ADAPT_SOURCES[0], None, ["pose-flip"], 1, None, "cpu", previous=previous,
+                              progress=_no_progress))  # fmt: skip
+        assert outs[-1][0]["phase"] == "done"
+        return outs[-1][-1]
+
+    sids, alive = [], []
+    for _ in range(4):  # four callers, each with a fresh state (a script, or four browser tabs)
+        sid = run()
+        assert isinstance(sid, str) and len(sid) == 32
+        session = ctx.adapt_sessions.get(sid)
+        assert session is not None and session.stage is None and session._eval_x is None
+        assert all(p.grad is None for p in session.g.parameters())
+        sids.append(sid)
+        alive.append(weakref.ref(session))
+        del session
+    gc.collect()
+    assert len(ctx.adapt_sessions) == 2 and [r() is not None for r in alive] == [False, False, True, True]
+    # The evicted ones' users are told why; the kept ones still work.
+    with pytest.raises(gr.Error, match="no longer kept on the server"):
+        app.save_adaptation(ctx, sids[0], "gone")
+    assert app.adapt_frames(ctx, sids[0]) == gr.skip() and len(app.adapt_frames(ctx, sids[3])) == 3
+    # One per browser session: a new run from the state that names sids[3] releases it (sids[2] stays).
+    newer = run(previous=sids[3])
+    assert ctx.adapt_sessions.get(sids[3]) is None and ctx.adapt_sessions.get(sids[2]) is not None
+    # gradio's state expiry calls the delete callback with the id.
+    ctx.adapt_sessions.release(newer)
+    assert ctx.adapt_sessions.get(newer) is None and len(ctx.adapt_sessions) == 1
+
+
+def test_adapt_sessions_never_drop_a_running_one(app: ModuleType) -> None:
+    from types import SimpleNamespace
+
+    kept = app.AdaptSessions(1, ttl_s=0.0)
+    running = SimpleNamespace(phase="training", cancel=lambda: None)
+    done = SimpleNamespace(phase="done", cancelled=False)
+    done.cancel = lambda: setattr(done, "cancelled", True)
+    a, b = kept.add(running), kept.add(done)
+    # Over capacity and past its time, the finished one goes (asked to stop, in case); the running one stays.
+    assert kept.get(a) is running and kept.get(b) is None and done.cancelled
+
+
+def test_relation_state_names_the_pair_and_the_server_keeps_few(app: ModuleType, ctx,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """/relation_pair kept its pair (images, poses, latents; 9 MB for a motion relation) in every caller's
+    state for an hour. The state now holds the name and seed; recent pairs are kept on the server, bounded,
+    and an evicted one is recomputed, identical, when an older tab moves its frame slider."""
+    monkeypatch.setattr(ctx, "relation_views", app.LruStore(2))
+    refs = [app.relation_pair(ctx, "pose-flip", seed)[2] for seed in range(4)]
+    assert refs == [app.RelationRef("pose-flip", seed) for seed in range(4)] and len(ctx.relation_views) == 2
+    _, img_a, _ = app.relation_frame(ctx, refs[0], 0)
+    np.testing.assert_array_equal(img_a, app.compute_relation(ctx, "pose-flip", 0).anchor_images[0])
+    assert len(ctx.relation_views) == 2
 
 
 def test_adapt_bad_inputs_and_defaults(app: ModuleType, adapt_ctx, tmp_path: Path) -> None:

@@ -24,11 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 UPLOAD_LIMIT_MB = 1
 
 
+LOGS: dict[str, Path] = {}  # server URL -> its log (stdout and stderr)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType) -> Iterator[str]:
     h = app_helpers
     log = tmp_path_factory.mktemp("security_server") / "app.log"
     proc, url, _ = h.start_server(h.checkpoint_dir(), None, log, extra_args=["--max-upload-mb", str(UPLOAD_LIMIT_MB)])
+    LOGS[url] = log
     try:
         yield url
     finally:
@@ -175,3 +179,54 @@ def test_importing_the_app_turns_gradio_telemetry_and_version_check_off() -> Non
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+# ----------------------------------------------------------------------------- refused requests say why
+def _call(url: str, name: str, data: list) -> tuple[int, str, object]:
+    """POST ``data`` to ``/gradio_api/call/<name>`` (NaN allowed, as JSON from other languages can carry it) and
+    read the event stream: (POST status, last event, its data)."""
+    import httpx
+
+    body = json.dumps({"data": data}, allow_nan=True)
+    r = httpx.post(f"{url}gradio_api/call/{name}", content=body, headers={"content-type": "application/json"}, timeout=60)
+    if r.status_code != 200:
+        return r.status_code, "", r.json()
+    event, payload = "", None
+    with httpx.stream("GET", f"{url}gradio_api/call/{name}/{r.json()['event_id']}", timeout=120) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                payload = json.loads(line.removeprefix("data: "))
+    return r.status_code, event, payload
+
+
+BAD_REQUESTS = [
+    pytest.param("relation_pair", ["pose-flip", "abc"], "seed: 'abc' is not a valid number", id="text-for-a-number"),
+    pytest.param("relation_pair", ["pose-flip", float("nan")], "seed: nan is not a valid number", id="nan-seed"),
+    pytest.param("relation_pair", ["pose-flip"], r"expects 2 values \(Relation, seed\), got 1", id="missing-argument"),
+    pytest.param("decode_latent", ["a"] * 32, "'a' is not a valid number", id="text-latents"),
+    pytest.param("relation_pair", ["x" * 1_000_000, 1], r"x{40}\.\.\. \(1,000,000 characters\) is not in the list of choices",
+                 id="megabyte-choice"),
+    pytest.param("predict_image", [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, False, "fit"],
+                 "not uploaded to this app", id="server-path-as-upload"),
+    pytest.param("predict_image", [None, False, "Pose prior fitted to the keypoints"], "Add a photo first",
+                 id="refused-by-the-handler"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "data", "message"), BAD_REQUESTS)
+def test_refused_requests_say_why_in_one_log_line(server: str, name: str, data: list, message: str) -> None:
+    log = LOGS[server]
+    before = log.read_text()
+    status, event, payload = _call(server, name, data)
+    assert status == 200 and event == "error" and isinstance(payload, dict), (status, event, payload)
+    text = payload["error"]
+    assert isinstance(text, str) and re.search(message, text) and len(text) < 1000, text
+    added = log.read_text()[len(before) :]
+    assert "Traceback" not in added and len(re.findall(rf"refused /?{name}:", added)) == 1 and len(added) < 2000, added
+
+
+def test_unknown_api_name_is_a_404_with_the_names(server: str) -> None:
+    status, _, payload = _call(server, "teleport", [1])
+    assert status == 404 and "unknown API name 'teleport'" in payload["error"] and "/relation_pair" in payload["error"]

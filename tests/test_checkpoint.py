@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import pickle
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,3 +271,156 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nope.safetensors")
     with pytest.raises(ValueError, match="not a file"):
         read_metadata(tmp_path)
+
+
+# --- configs and headers outside the contract: every one a ValueError, nothing built or read first ------------
+def _relation_file(folder: Path, name: str = "pose-flip", *, file_name: str | None = None,
+                   config: dict | None = None, model: dict | None = None, stage: str | None = None) -> Path:  # fmt: skip
+    """A relation network checkpoint as training.train_relations writes it (tiny, random weights), with
+    ``config`` / ``model`` entries replaced (None values removed) to make it bad."""
+    from nlrd.models.relation_net import RelationNet, RelationNetConfig
+
+    torch.manual_seed(0)
+    net = RelationNet(RelationNetConfig(latent_dim=32, hidden=16, layers=4))
+    cfg: dict = {"model": {"latent_dim": 32, "hidden": 16, "layers": 4, **(model or {})}, "relation": name,
+                 "order": "pose", **(config or {})}  # fmt: skip
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    return save_checkpoint(folder / (file_name or f"{name}.safetensors"), {"net": net},
+                           stage=stage or f"relation:{name}", config=cfg)  # fmt: skip
+
+
+def test_a_good_relation_file_loads(tmp_path: Path) -> None:
+    from nlrd.inference import load_relation_net, load_relation_nets
+
+    name, net = load_relation_net(_relation_file(tmp_path))
+    assert name == "pose-flip" and net.cfg.hidden == 16
+    assert list(load_relation_nets(tmp_path)) == ["pose-flip"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        pytest.param({"config": {"relation": None}}, "names no relation", id="no-relation"),
+        pytest.param({"config": {"relation": 7}}, "names no relation", id="relation-not-a-string"),
+        pytest.param({"name": "teleport"}, "'teleport', which is not a known relation", id="unknown-relation"),
+        pytest.param({"name": "x" * 100_000, "file_name": "x.safetensors"}, r"'x{57}\.\.\.', which is not a known",
+                     id="huge-relation-name"),
+        pytest.param({"file_name": "inplane-10.safetensors"},
+                     "relation 'pose-flip'; it must be named 'pose-flip.safetensors'", id="file-named-after-another-relation"),
+        pytest.param({"stage": "relation:inplane-10"}, "says relation 'pose-flip' but stage 'relation:inplane-10'",
+                     id="stage-names-another-relation"),
+        pytest.param({"model": {"hidden": -5}}, r"RelationNetConfig\.hidden = -5 is out of range", id="hidden-negative"),
+        pytest.param({"model": {"hidden": "abc"}}, r"RelationNetConfig\.hidden = 'abc' must be a whole number", id="hidden-text"),
+        pytest.param({"model": {"hidden": 10**7}}, r"RelationNetConfig\.hidden = 10000000 is out of range", id="hidden-10-7"),
+        pytest.param({"model": {"hidden": 16.0}}, "must be a whole number", id="hidden-float"),
+        pytest.param({"model": {"hidden": True}}, "must be a whole number", id="hidden-bool"),
+        pytest.param({"model": {"hidden": None}}, "must be a whole number", id="hidden-null"),
+        pytest.param({"model": {"layers": [4]}}, "must be a whole number", id="layers-list"),
+        pytest.param({"model": {"hidden": 0}}, r"shape mismatch", id="hidden-0",
+                     marks=pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")),
+        pytest.param({"model": {"hidden": 12}}, r"shape mismatch.*\(16, 32\) vs model \(12, 32\)", id="hidden-disagrees"),
+        pytest.param({"config": {"model": "big"}}, "no config.model", id="model-not-an-object"),
+    ],
+)
+def test_bad_relation_file_is_a_value_error(tmp_path: Path, kwargs: dict, match: str) -> None:
+    from nlrd.inference import load_relation_net, load_relation_nets
+
+    path = _relation_file(tmp_path, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        load_relation_net(path)
+    with pytest.raises(ValueError, match=match):  # the predictor's folder loader says the same
+        load_relation_nets(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        pytest.param({"hidden": "abc"}, r"PoseAAEConfig\.hidden = 'abc' must be a whole number", id="text-size"),
+        pytest.param({"latent_dim": -5}, r"PoseAAEConfig\.latent_dim = -5 is out of range", id="negative-size"),
+        pytest.param({"hidden": 10**7}, r"PoseAAEConfig\.hidden = 10000000 is out of range", id="huge-size"),
+        pytest.param({"depth": 5000}, r"PoseAAEConfig\.depth = 5000 is out of range", id="huge-count"),
+        pytest.param({"skeleton": ["h36m_17"]}, r"PoseAAEConfig\.skeleton = \['h36m_17'\] must be a string", id="list-name"),
+    ],
+)
+def test_bad_prior_config_is_a_value_error(tmp_path: Path, edit: dict, match: str) -> None:
+    from nlrd.models.pose_aae import PoseAAEConfig, PoseDecoder, PoseEncoder
+    from nlrd.priors import PosePrior
+    from nlrd.skeleton import get_skeleton
+
+    cfg = PoseAAEConfig(group_width=8, part_width=8, hidden=16, depth=1, disc_hidden=8)
+    sk = get_skeleton(cfg.skeleton)
+    model = dataclasses.asdict(cfg) | edit
+    path = save_checkpoint(tmp_path / "pose_aae.safetensors", {"encoder": PoseEncoder(cfg, sk), "decoder": PoseDecoder(cfg, sk)},
+                           stage="pose_aae", config={"model": model})  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        PosePrior.from_pretrained(path)
+
+
+@pytest.mark.parametrize(
+    ("meta_edit", "match"),
+    [
+        pytest.param({"config": ["model"]}, r"wrong type: config \(list, expected dict\)", id="config-list"),
+        pytest.param({"stage": 3}, r"wrong type: stage \(int, expected str\)", id="stage-number"),
+        pytest.param({"extra": "x"}, r"wrong type: extra \(str, expected dict\)", id="extra-text"),
+    ],
+)
+def test_metadata_fields_of_the_wrong_type(tmp_path: Path, meta_edit: dict, match: str) -> None:
+    meta = {"format_version": FORMAT_VERSION, "stage": "pose_aae", "config": {"model": {}}, "skeleton": "h36m_17"}
+    path = _write_raw(tmp_path / "x.safetensors", meta | meta_edit)
+    for loader in (load_checkpoint, read_metadata):
+        with pytest.raises(ValueError, match=match):
+            loader(path)
+
+
+def _peak_growth_mb(call: str) -> tuple[str, float]:
+    """Run ``call`` in a fresh Python; returns the ValueError it raised (or "no error") and how far its peak
+    memory (maximum RSS) grew during the call, MB. Any other exception fails the run."""
+    code = "\n".join([
+        "import resource", "import torch", "from nlrd.checkpoint import load_checkpoint",
+        "from nlrd.inference import load_relation_net", "from nlrd.models.relation_net import RelationNet",
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        "try:", f"    {call}", "    msg = 'no error'", "except ValueError as exc:", "    msg = str(exc)",
+        "print(msg)", "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)",
+    ])  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    msg, growth = proc.stdout.strip().rsplit("\n", 1)
+    return msg, float(growth)
+
+
+def test_huge_declared_width_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A relation file of a few kB whose config says hidden = 4096 and 16 layers: the model it describes takes
+    about 1 GB (the issue's hidden = 12000 is refused by the range check alone). It is refused from the
+    tensors' shapes before anything is allocated."""
+    path = _relation_file(tmp_path, model={"hidden": 4096, "layers": 16})
+    msg, growth = _peak_growth_mb(f"load_relation_net({str(path)!r})")
+    assert "does not match RelationNet" in msg and "(4096, 32)" in msg, msg
+    assert growth < 50, f"peak memory grew {growth:.0f} MB before the refusal"
+
+
+def _sparse_file(path: Path, size: int, head: bytes) -> Path:
+    """``size`` bytes that start with ``head`` and take no disk space (a hole after it)."""
+    with path.open("wb") as fh:
+        fh.write(head)
+        fh.truncate(size)
+    return path
+
+
+def test_header_is_read_before_the_data(tmp_path: Path) -> None:
+    """Files that are not the expected checkpoint are refused from their first bytes, whatever their size:
+    a 900 MB file of another stage, a 900 MB pickle, a 3 GB file (over the size limit)."""
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [200_000_000], "data_offsets": [0, 800_000_000]},
+                         "__metadata__": {"nlrd": json.dumps({"format_version": 1, "stage": "motion_ae", "config": {},
+                                                              "skeleton": "h36m_17"})}}).encode()  # fmt: skip
+    head = struct.pack("<Q", len(header)) + header
+    other_stage = _sparse_file(tmp_path / "other.safetensors", len(head) + 800_000_000, head)
+    pickle_like = _sparse_file(tmp_path / "pickle.safetensors", 900_000_000, pickle.dumps({"w": 1}))
+    huge = _sparse_file(tmp_path / "huge.safetensors", 3 * 2**30, head)
+    for path, match in ((other_stage, "stage 'motion_ae', expected 'pose_aae'"), (pickle_like, "pickle"),
+                        (huge, "3072 MB; a checkpoint of this project is at most 1024 MB")):  # fmt: skip
+        msg, growth = _peak_growth_mb(f"load_checkpoint({str(path)!r}, expected_stage='pose_aae')")
+        assert match in msg and path.name in msg, msg
+        assert growth < 50, f"{path.name}: peak memory grew {growth:.0f} MB before the refusal"

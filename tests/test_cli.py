@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -138,3 +139,141 @@ def test_process_exit_status_and_no_traceback(files) -> None:
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- unwritable outputs, unreadable inputs
+# Each is refused before the model is loaded: ``from_pretrained`` is replaced by a function that fails the test.
+@pytest.fixture
+def no_inference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlrd.inference import PosePredictor
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded: the bad path was not refused before inference")
+
+    monkeypatch.setattr(PosePredictor, "from_pretrained", refuse)
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], message: str) -> None:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def _unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``path`` without read permission; root reads any file, so there opening it raises what the OS would."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_open = Path.open
+
+        def refusing_open(self: Path, *args: object, **kwargs: object):
+            if self == path:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refusing_open)
+    return path
+
+
+@pytest.mark.parametrize(
+    "flag, where, message",
+    [
+        ("--out", "missing/p.json", "does not exist"),  # a missing folder
+        ("--out", "", "is a folder"),  # the output is a folder
+        ("--glb", "photo.png/x.glb", "is a file, not a folder"),  # the folder is a file
+    ],
+)
+def test_bad_output_is_refused_before_inference(files, flag, where, message, capsys, no_inference) -> None:
+    assert main(["predict", str(files["photo.png"]), "--quiet", flag, str(files["dir"] / where)]) == 2
+    _one_error_line(capsys, message)
+
+
+def test_full_device_is_refused_before_inference(files, tmp_path, capsys, monkeypatch, no_inference) -> None:
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9, 0))  # type: ignore[attr-defined]
+    assert main(["predict", str(files["photo.png"]), "--quiet", "--out", str(tmp_path / "p.json")]) == 2
+    _one_error_line(capsys, "no space left")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_writing_onto_a_full_device_is_one_line(files, capsys) -> None:
+    # /dev/full takes the file and refuses the bytes: only the write itself can find out.
+    assert main(["predict", str(files["photo.png"]), "--quiet", "--out", "/dev/full"]) == 2
+    _one_error_line(capsys, "No space left on device")
+
+
+def test_read_only_output_folder_is_refused_before_inference(files, tmp_path, capsys, monkeypatch, no_inference) -> None:
+    import tempfile
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    real = tempfile.TemporaryFile
+
+    def refusing(*args: object, dir: object = None, **kwargs: object):  # noqa: A002 - tempfile's own name
+        if os.geteuid() == 0 and Path(str(dir)) == ro:  # root writes anywhere: refuse as a read-only mount would
+            raise OSError(30, "Read-only file system", str(ro))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refusing)
+    assert main(["predict", str(files["photo.png"]), "--quiet", "--glb", str(ro / "m.glb")]) == 2
+    _one_error_line(capsys, "is not writable")
+
+
+def test_unreadable_video_is_one_line(files, tmp_path, capsys, monkeypatch, no_inference) -> None:
+    clip = tmp_path / "locked.mp4"
+    clip.write_bytes(files["clip.mp4"].read_bytes())
+    _unreadable(clip, monkeypatch)
+    assert main(["predict", str(clip), "--quiet", "--out", str(tmp_path / "p.json")]) == 2
+    _one_error_line(capsys, "cannot read")
+
+
+def test_unreadable_video_is_a_value_error_in_the_library(files, tmp_path, monkeypatch) -> None:
+    from nlrd.data.video import probe_video
+
+    clip = tmp_path / "locked.mp4"
+    clip.write_bytes(files["clip.mp4"].read_bytes())
+    _unreadable(clip, monkeypatch)
+    with pytest.raises(ValueError, match="cannot read file"):
+        probe_video(clip)
+
+
+def _as_nobody() -> list[str]:
+    """A command prefix that runs a program as the unprivileged user ``nobody`` (root only), or skip."""
+    import shutil
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop privileges")
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("this Python cannot run as nobody")
+    return prefix
+
+
+def test_permissions_refused_by_the_os_as_an_unprivileged_user(files) -> None:
+    """The same refusals without monkeypatching: the CLI run as ``nobody`` on a root-owned read-only folder and
+    on an unreadable clip (both refused before the model is loaded, which nobody may not read anyway)."""
+    import shutil
+    import tempfile
+
+    prefix = _as_nobody()
+    # pytest's temp folders are private to root: a folder of its own that nobody may enter.
+    with tempfile.TemporaryDirectory(prefix="nlrd-cli-") as tmp:
+        d = Path(tmp)
+        d.chmod(0o755)
+        photo, clip, ro = d / "photo.png", d / "locked.mp4", d / "ro"
+        shutil.copy(files["photo.png"], photo)
+        shutil.copy(files["clip.mp4"], clip)
+        clip.chmod(0)
+        ro.mkdir(mode=0o755)
+        cache = d / "numba"  # numba caches compiled code beside the package, which nobody cannot write
+        cache.mkdir()
+        cache.chmod(0o777)
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+        for args, message in (([str(photo), "--glb", str(ro / "m.glb")], "is not writable"),
+                              ([str(clip)], "cannot read")):  # fmt: skip
+            proc = subprocess.run([*prefix, sys.executable, "-m", "nlrd", "predict", *args, "--quiet"], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

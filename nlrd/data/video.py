@@ -74,8 +74,14 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
         raise ValueError(f"{p}: not a file")
     if p.stat().st_size == 0:
         raise ValueError(f"{p}: empty file (0 bytes)")
-    if p.suffix.lower() in _MP4_EXTENSIONS:
-        _check_mp4_boxes(p)
+    try:
+        if p.suffix.lower() in _MP4_EXTENSIONS:
+            _check_mp4_boxes(p)
+        else:  # OpenCV would only say it cannot open the file: read a byte to name the real reason
+            with p.open("rb") as fh:
+                fh.read(1)
+    except OSError as exc:  # no read permission, an I/O error: the ValueError contract of the readers
+        raise ValueError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     return p
 
 

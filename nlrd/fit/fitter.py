@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlrd.checkpoint import load_checkpoint, load_into, model_config
+from nlrd.checkpoint import build_checked, load_checkpoint, model_config
 from nlrd.data.paths import REPO_ROOT
 from nlrd.fit.geometry import (
     BONE_GROUP_NAMES,
@@ -206,10 +206,9 @@ def load_start_net(path: str | os.PathLike[str] | None = None, device: str | tor
     """
     ck = load_checkpoint(Path(path) if path is not None else START_CHECKPOINT, expected_stage=START_STAGE)
     cfg = config_from_dict(KeypointStartConfig, model_config(ck))
-    net = KeypointStartNet(cfg)
-    load_into(net, ck, prefix="net.")
-    prior = (ck.meta.get("extra") or {}).get("pose_prior") or {}
-    fp = prior.get("fingerprint")
+    net = build_checked(ck, "net.", lambda: KeypointStartNet(cfg))  # checked against the tensors before allocating
+    prior = (ck.meta.get("extra") or {}).get("pose_prior")
+    fp = prior.get("fingerprint") if isinstance(prior, dict) else None
     if not isinstance(fp, str):
         raise ValueError(f"{ck.path}: metadata has no extra.pose_prior.fingerprint (which pose prior was it trained against?)")
     net.prior_fingerprint = fp
