@@ -1968,7 +1968,8 @@ class UnknownApiNames:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = _API_CALL_ROUTE.search(scope.get("path", "")) if scope["type"] == "http" else None
-        if found and scope.get("method") == "POST" and found.group(1) not in self.names:
+        # "predict" is gradio's own route for events outside the queue (the browser names them by fn_index).
+        if found and scope.get("method") == "POST" and found.group(1) not in self.names | {"predict"}:
             shown = _shorten(found.group(1), 100)
             print(f"refused /{shown}: no such API name", file=sys.stderr, flush=True)
             message = f"unknown API name {shown!r}; this app's are {', '.join('/' + n for n in self.public)}"
