@@ -61,3 +61,15 @@ def app_server(tmp_path_factory: pytest.TempPathFactory, app_helpers: ModuleType
         yield url
     finally:
         h.stop_server(proc)
+
+
+def write_background_photos(folder: Path, n: int) -> Path:
+    """``n`` small smooth generated photos (300x200 PNG) in ``folder``: a background bank without real data."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        img = cv2.resize(rng.integers(0, 255, (12, 18, 3), dtype=np.uint8), (300, 200), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"photo_{i}.png"), img)
+    return folder

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from conftest import write_background_photos
 
 from nlrd.data.paths import REPO_ROOT
 from nlrd.data.synthetic import demo_poses, render_clip, render_sample
@@ -50,12 +50,7 @@ def real_poses() -> np.ndarray:
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six small generated photos: three for each background pool."""
-    folder = tmp_path_factory.mktemp("anny_backgrounds")
-    rng = np.random.default_rng(1)
-    for i in range(6):
-        img = cv2.resize(rng.integers(0, 255, (12, 18, 3), dtype=np.uint8), (300, 200), interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(folder / f"photo_{i}.png"), img)
-    return folder
+    return write_background_photos(tmp_path_factory.mktemp("anny_backgrounds"), 6)
 
 
 def _anny_forward(anny, model, shape, pose):

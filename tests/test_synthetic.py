@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import write_background_photos
 from torch.utils.data import DataLoader
 
 from nlrd.data.synthetic import (
@@ -42,12 +43,7 @@ def poses() -> np.ndarray:
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's own background folder: two small generated photos (no real data needed)."""
-    folder = tmp_path_factory.mktemp("backgrounds")
-    rng = np.random.default_rng(1)
-    for i in range(2):
-        img = cv2.resize(rng.integers(0, 255, (12, 18, 3), dtype=np.uint8), (300, 200), interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(folder / f"photo_{i}.png"), img)
-    return folder
+    return write_background_photos(tmp_path_factory.mktemp("backgrounds"), 2)
 
 
 @pytest.fixture(scope="module")
