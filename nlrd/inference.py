@@ -78,6 +78,8 @@ def photo_checkpoint_dir(folder: str | os.PathLike[str] | None = None) -> Path:
     if (photo / POSE_CHECKPOINT).is_file() and any((photo / n).is_file() for n in IMAGE_CHECKPOINTS):
         return photo
     return base
+
+
 CROP_MARGIN = 1.4  # crop side / longest person-box side: the renders measure 1.41 (10-90%: 1.24-1.47)
 METHODS = ("fit", "g")  # PoseResult.method: the prior fitted to the keypoints, or the image network G alone
 # Weight of the clip fit's smoothness term: 8 copies of one photo as a clip gave fitted joints 29.5 mm apart
@@ -334,8 +336,11 @@ class PosePredictor:
         cx, cy, side = (float(v) for v in keypoint_frames(kp.joints2d, kp.world3d))
         crop, _ = crop_square(img, cx, cy, side, self.image_size)
         timings["crop"] = time.perf_counter() - t1
-        joints, z = self._joints(*self._crop_latents(crop[None], flip_test, timings), timings)
-        joints2d = project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side]))
+        z, z_flipped = self._crop_latents(crop[None], flip_test, timings)
+        if method == "g" or z_flipped is not None:
+            # (the fit decodes a plain G latent itself, as a start and a cue: no separate Dp call then)
+            joints, z = self._joints(z, z_flipped, timings)
+            joints2d = project_to_image(joints, np.array([cx]), np.array([cy]), np.array([side]))
         if method == "fit":
             t2 = time.perf_counter()
             with torch.inference_mode(False), intra_op_threads(1):

@@ -244,6 +244,24 @@ def test_closed_form_gradient_matches_autograd(prior: PosePrior, fitter: PoseFit
     np.testing.assert_allclose(energy.numpy(), expected.numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("bones", [True, False])
+def test_numpy_steps_match_torch_steps(prior: PosePrior, fitter: PoseFitter, poses: np.ndarray, bones: bool) -> None:
+    """The float64 numpy refinement takes the same Adam steps as the torch one (one person, a batch, a clip)."""
+    kp = project_np(poses[:5], ROOT) + np.random.default_rng(1).normal(0, 4.0, (5, 17, 2))
+    conf = np.random.default_rng(2).uniform(0.3, 1.0, (5, 17)).astype(np.float32)
+    cue = poses[:5] + np.random.default_rng(3).normal(0, 20.0, (5, 17, 3))
+    base = dataclasses.replace(fitter.config, bone_groups=bones)
+    fast = PoseFitter(prior, fitter.start_net, dataclasses.replace(base, numpy_steps=True))
+    slow = PoseFitter(prior, fitter.start_net, dataclasses.replace(base, numpy_steps=False))
+    for rows, temporal in ((slice(0, 1), False), (slice(0, 5), False), (slice(0, 5), True)):
+        args = (kp[rows], conf[rows], IMAGE)
+        kw = dict(world3d=cue[rows], z_start=prior.encode(poses[rows] + 15.0), temporal=temporal)
+        a, b = fast.fit(*args, **kw), slow.fit(*args, **kw)
+        np.testing.assert_allclose(a.joints3d, b.joints3d, atol=0.05)
+        np.testing.assert_allclose(a.loss, b.loss, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a.rotation, b.rotation, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_raise(fitter: PoseFitter, poses: np.ndarray) -> None:
     kp = project_np(poses[:2], ROOT)

@@ -30,6 +30,7 @@ from nlrd.vision import (
     detect_keypoints_clip,
     heldout_exercise_photos,
     is_heldout_exercise,
+    keypoints,
     tuning_exercise_photos,
 )
 from nlrd.vision.landmarks import LANDMARK_FLIP, LANDMARK_NAMES, NAIVE_WEIGHTS, NUM_LANDMARKS, W2D, W3D, weight_matrix
@@ -222,6 +223,44 @@ def test_concurrent_calls_match_serial_ones(renders: list) -> None:
                 np.testing.assert_array_equal(got.joints2d, want.joints2d)
                 np.testing.assert_array_equal(got.world3d, want.world3d)
                 assert got.score == want.score
+
+
+def test_thread_count_does_not_change_the_landmarks(renders: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = [upscale(s.image) for s in renders[:3]]
+    got = {}
+    for n in ("1", "2"):
+        monkeypatch.setenv(keypoints.THREADS_ENV, n)
+        assert keypoints.inference_threads() == int(n)
+        got[n] = [detect_keypoints(im) for im in images]
+    for one, two in zip(got["1"], got["2"], strict=True):
+        assert (one is None) == (two is None)
+        if one is not None and two is not None:
+            np.testing.assert_allclose(two.joints2d, one.joints2d, atol=1e-3)
+            np.testing.assert_allclose(two.world3d, one.world3d, atol=1e-2)
+    monkeypatch.setenv(keypoints.THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match=keypoints.THREADS_ENV):
+        keypoints.inference_threads()
+
+
+def test_slow_multithreaded_calls_back_off_to_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads that wait for each other (busy cores) make calls many times slower: new graphs then get one."""
+    monkeypatch.delenv(keypoints.THREADS_ENV, raising=False)
+    monkeypatch.setattr(keypoints, "_usable_cores", lambda: 8)
+    chooser = keypoints._ThreadChooser()
+    assert chooser.threads() == keypoints.MAX_THREADS
+    chooser.record(2, 0.060, True)
+    chooser.record(2, 0.015, False)  # the detector alone (nobody found) is faster: judged separately
+    chooser.record(2, 0.065, True)
+    assert chooser.threads() == keypoints.MAX_THREADS
+    chooser.record(1, 5.0, True)  # single-threaded calls never trigger it
+    assert chooser.threads() == keypoints.MAX_THREADS
+    chooser.record(2, 1.4, True)
+    assert chooser.threads() == 1
+    monkeypatch.setattr(keypoints.time, "monotonic", lambda: 1e12)  # the back-off is over
+    assert chooser.threads() == keypoints.MAX_THREADS
+    fresh = keypoints._ThreadChooser()
+    fresh.record(2, keypoints.CONTENDED_S + 0.1, True)  # slow from the first call: no fast call to compare with
+    assert fresh.threads() == 1
 
 
 # ----------------------------------------------------------------------------- clips

@@ -100,6 +100,9 @@ class FitConfig:
             through MediaPipe: fitted joints 36 mm apart without it, 7 mm with it).
         linearize: optimise against the linearised decoder (see the module doc); False: call the exact
             decoder with autograd at every step (slower, measured no more accurate).
+        numpy_steps: the refinement against the linearised decoder in numpy (float64) with the gradient
+            in closed form: at batch 1 torch's per-operation overhead is most of a step (about 1.2 ms a
+            step against 0.2), and a clip's smoothness steps went through autograd; False: torch.
         relinearize_every: steps between re-expansions of the linearised decoder.
         lr_scale: multipliers of ``lr`` for (u, v) ray, log depth, log scale, log bone factors.
     """
@@ -125,6 +128,7 @@ class FitConfig:
     min_keypoints: int = 4
     encode_world3d: bool = True
     linearize: bool = True
+    numpy_steps: bool = True
     relinearize_every: int = 20
     lr_scale: tuple[float, float, float, float] = (0.05, 0.5, 0.5, 0.5)
 
@@ -414,8 +418,11 @@ class PoseFitter:
         return arr
 
     def _prepare(self, joints2d: Any, conf: Any, image_size: Any, world3d: Any, z_start: Any, focal: Any,
-                 temporal: bool) -> _Data:  # fmt: skip
-        """Validate the inputs (ValueError naming what was expected) and precompute the batch's tensors."""
+                 temporal: bool, decode_start: bool = True) -> _Data:  # fmt: skip
+        """Validate the inputs (ValueError naming what was expected) and precompute the batch's tensors.
+
+        ``decode_start=False`` leaves ``gpose`` = Dp(z_start) to the caller (:meth:`fit` takes it from the
+        start candidates' decoder call: at batch 1 each call costs milliseconds)."""
         cfg, j = self.config, self._j
         kp = self._array(joints2d, (None, j, 2), "joints2d (B, J, 2) px")
         b = kp.shape[0]
@@ -456,7 +463,7 @@ class PoseFitter:
         world_t = None if world is None else t(world - world[:, :1])
         z_t = t(zs)
         with torch.no_grad():
-            gpose = None if z_t is None else self.prior.decoder(z_t)
+            gpose = None if z_t is None or not decode_start else self.prior.decoder(z_t)
         w2d = cfg.w_2d * conf_t / conf_t.sum(-1, keepdim=True)
         inv_box2 = (focal_t / box)[:, None] ** 2
         return _Data(kp=kp_t, conf=conf_t, focal=focal_t, principal=principal, box=box,
@@ -555,11 +562,13 @@ class PoseFitter:
         z = torch.cat([c[1] for c in cands])
         pose = self.prior.decoder(z)
         eye = torch.eye(3, device=self.device).expand(b, 3, 3)
-        rots = []
-        for i, (_, _, rot) in enumerate(cands):
-            if rot is None:
-                rot = kabsch(pose[i * b : (i + 1) * b], data.world)[0] if data.world is not None else eye
-            rots.append(rot)
+        rots = [eye if rot is None else rot for _, _, rot in cands]
+        align = [i for i, (_, _, rot) in enumerate(cands) if rot is None]
+        if align and data.world is not None:  # all Procrustes alignments in one batched call
+            poses = torch.cat([pose[i * b : (i + 1) * b] for i in align])
+            aligned = kabsch(poses, data.world.repeat(len(align), 1, 1))[0]
+            for n, i in enumerate(align):
+                rots[i] = aligned[n * b : (n + 1) * b]
         return [c[0] for c in cands], z, torch.cat(rots), pose
 
     @torch.no_grad()
@@ -622,11 +631,14 @@ class PoseFitter:
             ValueError: wrong shapes, NaN or infinite values, B = 0, conf outside [0, 1], a person with
                 fewer than ``config.min_keypoints`` confident joints, z_start outside [-1, 1].
         """
-        data = self._prepare(joints2d, conf, image_size, world3d, z_start, focal, temporal)
+        data = self._prepare(joints2d, conf, image_size, world3d, z_start, focal, temporal, decode_start=False)
         k = _Consts(self.config, self._j, self.device)
         b = data.kp.shape[0]
         with torch.no_grad():
             names, zc, rc, pc = self._candidates(data)
+            if data.z_start is not None:  # Dp(z_start), the cue, from the candidates' decoder call
+                i = names.index("z_start")
+                data = dataclasses.replace(data, gpose=pc[i * b : (i + 1) * b].clone())
             n_cand = len(names)
             rep = data.repeat(n_cand)
             cand = self._start_state(rep, pc, zc, rc)
@@ -665,6 +677,8 @@ class PoseFitter:
         box [-1, 1] after each step.
         """
         cfg = self.config
+        if cfg.linearize and cfg.numpy_steps:
+            return self._refine_numpy(data, start, z0, steps, base_lr)
         b, d = start.z.shape
         ng = start.log_g.shape[1]
         flat = torch.cat([start.z, torch.zeros(b, 3, device=self.device), start.uv, start.log_d[:, None],
@@ -697,12 +711,123 @@ class PoseFitter:
                 delta = m / v.sqrt().clamp_min_(1e-8) * lr_steps[step]
                 flat.sub_(delta)
                 z.clamp_(-1.0, 1.0)
-                # R <- exp(-[dw]x) R, i.e. R.T <- R.T exp([dw]x), to second order; the w slot itself stays unused.
+                # The rotation's step goes into R; the w slot goes back to 0, where the gradient is taken
+                # (the autograd path reads it: a stale w rotated every pose once more).
+                flat[:, d : d + 3] = 0.0
+                # R <- exp(-[dw]x) R, i.e. R.T <- R.T exp([dw]x), to second order.
                 kx = (delta[:, d : d + 3] @ self._skew_basis).view(b, 3, 3)
                 rot_t = rot_t @ (eye + kx + half * (kx @ kx))
         rot = _orthonormalise(rot_t.transpose(1, 2))
         return _State(z=z.clone(), rot=rot, uv=uv.clone(), log_d=log_d[:, 0].clone(), log_s=log_s[:, 0].clone(),
                       log_g=log_g.clone())  # fmt: skip
+
+    def _refine_numpy(self, data: _Data, start: _State, z0: torch.Tensor, steps: int, base_lr: float) -> _State:
+        """:meth:`_refine` against the linearised decoder in float64 numpy, with the gradient in closed form
+        (the clips' smoothness term included).
+
+        The same Adam steps as :meth:`_refine` (tests/test_fit.py compares the two); each step is a few
+        dozen numpy operations on small arrays, where torch's dispatch (and for clips, autograd's graph)
+        costs more than the arithmetic.
+        """
+        cfg = self.config
+        f64 = lambda t: None if t is None else t.detach().cpu().numpy().astype(np.float64)  # noqa: E731
+        b, d = start.z.shape
+        ng = start.log_g.shape[1]
+        flat = np.concatenate([f64(start.z), np.zeros((b, 3)), f64(start.uv), f64(start.log_d)[:, None],
+                               f64(start.log_s)[:, None], f64(start.log_g)], axis=1)  # fmt: skip
+        widths = [d, 3, 2, 1, 1, ng]
+        scales = [1.0, 1.0, cfg.lr_scale[0], cfg.lr_scale[1],
+                  cfg.lr_scale[2] if cfg.per_person_scale else 0.0, cfg.lr_scale[3] if cfg.bone_groups else 0.0]  # fmt: skip
+        lr = np.concatenate([np.full(n, base_lr * sc) for n, sc in zip(widths, scales, strict=True)])
+        beta1, beta2 = 0.9, 0.999
+        m = np.zeros_like(flat)
+        v = np.zeros_like(flat)
+        rot_t = f64(start.rot).transpose(0, 2, 1).copy()
+        skew = f64(self._skew_basis)
+        eye = np.eye(3)
+        z0n = f64(z0) if z0 is not None and cfg.w_start > 0 else None
+        smooth = data.temporal and b >= 3 and cfg.temporal > 0
+        obs = {"kp_n": f64(data.kp_n), "inv_box2": f64(data.inv_box2), "g2d": f64(data.g2d),
+               "world": f64(data.world), "gpose": f64(data.gpose), "temporal": smooth}  # fmt: skip
+        cut = np.cumsum(widths)[:-1]
+        lin: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        for step in range(steps):
+            if lin is None or step % max(cfg.relinearize_every, 1) == 0:
+                ln = self._linearize(torch.as_tensor(flat[:, :d], dtype=torch.float32, device=self.device))
+                lin = (f64(ln.z_lin), f64(ln.base_flat)[..., 0], f64(ln.basis), ln.base.shape[1])
+            z, _, uv, log_d, log_s, log_g = np.split(flat, cut, axis=1)
+            grad = self._numpy_grad(obs, lin, z, rot_t, uv, log_d[:, 0], log_s[:, 0], log_g, z0n)
+            m += (1 - beta1) * (grad - m)
+            v += (1 - beta2) * (grad * grad - v)
+            corr = math.sqrt(1 - beta2 ** (step + 1)) / (1 - beta1 ** (step + 1))
+            delta = m / np.maximum(np.sqrt(v), 1e-8) * (lr * corr)
+            flat -= delta
+            np.clip(flat[:, :d], -1.0, 1.0, out=flat[:, :d])
+            kx = (delta[:, d : d + 3] @ skew).reshape(b, 3, 3)
+            rot_t = rot_t @ (eye + kx + 0.5 * (kx @ kx))
+        t32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
+        z, _, uv, log_d, log_s, log_g = np.split(flat, cut, axis=1)
+        return _State(z=t32(z), rot=_orthonormalise(t32(rot_t.transpose(0, 2, 1))), uv=t32(uv), log_d=t32(log_d[:, 0]),
+                      log_s=t32(log_s[:, 0]), log_g=t32(log_g))  # fmt: skip
+
+    def _numpy_grad(self, obs: dict[str, Any], lin: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+                    z: np.ndarray, rot_t: np.ndarray, uv: np.ndarray, log_d: np.ndarray, log_s: np.ndarray,
+                    log_g: np.ndarray, z0: np.ndarray | None) -> np.ndarray:  # fmt: skip
+        """The gradient of :meth:`_linear_energy_grad` (same layout, same formulas) in numpy, (B, n)."""
+        cfg = self.config
+        z_lin, base, basis, g = lin
+        b, j = z.shape[0], self._j
+        kp_n, inv_box2, g2d, world, gpose = (obs[n] for n in ("kp_n", "inv_box2", "g2d", "world", "gpose"))
+        rot = rot_t.transpose(0, 2, 1)
+        parts = (base + (basis @ (z - z_lin)[:, :, None])[..., 0]).reshape(b, g, j * 3)
+        fac = np.exp(log_g[:, :g] + log_s[:, None]) if g > 1 else np.exp(log_s)[:, None]
+        y = (fac[:, None, :] @ parts).reshape(b, j, 3) @ rot_t
+        depth = np.exp(log_d) * 1000.0
+        ray = np.concatenate([uv, np.ones((b, 1))], axis=1)
+        x = y + (depth[:, None] * ray)[:, None]
+        xz = x[..., 2:]
+        inv_z = 1.0 / np.maximum(xz, MIN_DEPTH_MM)
+        pn = x[..., :2] * inv_z
+        res = pn - kp_n
+        r2 = (res * res).sum(-1) * inv_box2
+        den = 1.0 / (r2 + cfg.robust_sigma**2)
+        g_res = (g2d * den * den)[..., None] * res
+        g_x = np.concatenate([g_res * inv_z, -(g_res * pn).sum(-1, keepdims=True) * inv_z * (xz > MIN_DEPTH_MM)], axis=-1)
+        unit2 = 1.0 / cfg.cue_unit_mm**2
+        if obs["temporal"]:
+            # E = w / J * unit2 * sum_t |x[t+1] - 2 x[t] + x[t-1]|^2 over the clip's rows: dE/dx = 2 c D^T (D x).
+            acc = x[2:] - 2.0 * x[1:-1] + x[:-2]
+            g_acc = np.zeros_like(x)
+            g_acc[2:] += acc
+            g_acc[1:-1] -= 2.0 * acc
+            g_acc[:-2] += acc
+            g_x = g_x + (2.0 * cfg.temporal / j * unit2) * g_acc
+        g_y = g_x
+        if world is not None:
+            dw = y - world
+            g_y = g_y + (cfg.w_world3d / j * unit2 / np.sqrt((dw * dw).sum(-1) * unit2 + 1.0))[..., None] * dw
+        g_t = g_x.sum(1)
+        g_w = _cross_sum_np(y, g_y)
+        g_own = (g_y @ rot).reshape(b, 1, j * 3)
+        g_lf = (parts * g_own).sum(-1) * fac
+        g_parts = fac[:, :, None] * g_own
+        if gpose is not None:
+            c = (parts.sum(1) if g > 1 else parts[:, 0]).reshape(b, j, 3) @ rot_t
+            dc = c - gpose
+            g_c = (cfg.w_zstart / j * unit2 / np.sqrt((dc * dc).sum(-1) * unit2 + 1.0))[..., None] * dc
+            g_w = g_w + _cross_sum_np(c, g_c)
+            g_parts = g_parts + (g_c @ rot).reshape(b, 1, j * 3)
+        g_z = (g_parts.reshape(b, 1, g * j * 3) @ basis)[:, 0]
+        if z0 is not None:
+            g_z = g_z + 2.0 * cfg.w_start * (z - z0)
+        g_logs = g_lf.sum(-1)
+        g_logg = g_lf if g > 1 else np.zeros_like(log_g)
+        if cfg.per_person_scale:
+            g_logs = g_logs + cfg.w_prior / cfg.scale_std**2 * (log_s - math.log(cfg.scale_prior))
+        if cfg.bone_groups:
+            g_logg = g_logg + cfg.w_prior / cfg.bone_std**2 * log_g
+        return np.concatenate([g_z, g_w, depth[:, None] * g_t[:, :2], (depth * (g_t * ray).sum(-1))[:, None],
+                               g_logs[:, None], g_logg], axis=1)  # fmt: skip
 
     def _autograd_energy_grad(self, data: _Data, k: _Consts, lin: _Linearized | None, flat: torch.Tensor,
                               widths: list[int], rot_t: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -845,6 +970,13 @@ class PoseFitter:
     def config_dict(self) -> dict[str, Any]:
         """The resolved configuration (for logs and benchmark records)."""
         return asdict(self.config)
+
+
+def _cross_sum_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_j a_j x b_j for (B, J, 3) -> (B, 3) (as PoseFitter._cross_sum)."""
+    m = a.transpose(0, 2, 1) @ b
+    m = (m - m.transpose(0, 2, 1)).reshape(-1, 9)
+    return m[:, [5, 6, 1]]
 
 
 def _orthonormalise(r: torch.Tensor) -> torch.Tensor:

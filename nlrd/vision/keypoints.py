@@ -21,6 +21,8 @@ of the 320 held-out ones (nlrd.vision.heldout).
 Threading: a MediaPipe graph must not be used by two threads at once. Single images borrow a graph
 from a small pool (one per concurrent caller, kept for reuse), so concurrent calls run in parallel and
 give the same answers as serial ones; each clip builds its own graph because tracking carries state.
+Inside a call the two models run on up to :data:`MAX_THREADS` XNNPACK threads while the other cores are
+idle (:func:`inference_threads`); the landmarks do not depend on the thread count.
 
 Pixels: pixel centres at integers (a W-pixel-wide image spans x in [-0.5, W - 0.5]), as everywhere in
 the project. 3D: mm, root-relative (pelvis at the origin), camera frame x right, y down, z forward.
@@ -29,7 +31,9 @@ the project. 3D: mm, root-relative (pelvis at the origin), camera frame x right,
 from __future__ import annotations
 
 import math
+import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +57,12 @@ USER_BOX_PAD = 0.25  # a user box is grown by this fraction of its longer side o
 # scripts/calibrate_landmarks.py)
 BOX_PAD = 0.03
 MAX_IDLE_GRAPHS = 2  # idle single-image graphs kept for reuse, all configurations together (~80 MB each)
+# XNNPACK threads per pose model when the cores are otherwise idle (MediaPipe's own default on Linux is 1).
+# Measured on 2 cores: 77.5 -> 58.5 ms an image with 2. But the threads meet at a barrier after every
+# layer: with another busy process on one of the 2 cores the same image took 1,400 ms, so slow calls
+# switch new graphs back to one thread for a while (see _ThreadChooser).
+MAX_THREADS = 2
+THREADS_ENV = "NLRD_MEDIAPIPE_THREADS"  # a fixed thread count instead (1 turns the extra thread off)
 
 _GRAPH_PATH = "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb"
 # the two thresholds of the graph (the names mediapipe.solutions.pose.Pose sets them by)
@@ -110,10 +120,25 @@ def _solution_class() -> type:
 def _make_solution_class() -> type:
     import mediapipe.python.solutions.pose  # noqa: F401  (registers the pose graph's calculator options)
     from google.protobuf import message_factory, symbol_database
+    from mediapipe.calculators.tensor import inference_calculator_pb2
     from mediapipe.python._framework_bindings import _packet_getter
     from mediapipe.python.solution_base import PacketDataType, SolutionBase
 
+    options_ext = inference_calculator_pb2.InferenceCalculatorOptions.ext
+
     class Solution(SolutionBase):
+        def __init__(self, *args: Any, xnnpack_threads: int = 1, **kwargs: Any) -> None:
+            self._xnnpack_threads = int(xnnpack_threads)
+            super().__init__(*args, **kwargs)
+
+        def _modify_calculator_options(self, config: Any, calculator_params: Any) -> None:
+            super()._modify_calculator_options(config, calculator_params)
+            # The pose detector's and the landmark model's TFLite calls (after subgraph expansion); the
+            # calculator_params route cannot reach a nested field like delegate.xnnpack.num_threads.
+            for node in config.node:
+                if node.calculator.startswith("InferenceCalculator") and node.options.HasExtension(options_ext):
+                    node.options.Extensions[options_ext].delegate.xnnpack.num_threads = self._xnnpack_threads
+
         def _get_packet_content(self, packet_data_type: PacketDataType, output_packet: Any) -> Any:
             # mediapipe 0.10.14's own proto getter calls protobuf's deprecated GetPrototype, which warns on
             # every frame; this is the same conversion through the supported GetMessageClass.
@@ -136,7 +161,8 @@ class _PoseGraph:
     independent. Not thread-safe: one caller at a time.
     """
 
-    def __init__(self, *, video: bool, with_mask: bool, min_score: float, smooth: bool = True) -> None:
+    def __init__(self, *, video: bool, with_mask: bool, min_score: float, smooth: bool = True, threads: int = 1) -> None:
+        self.threads = threads
         self._solution = _solution_class()(
             binary_graph_path=_GRAPH_PATH,
             side_inputs={
@@ -148,11 +174,15 @@ class _PoseGraph:
             },
             calculator_params={_DETECTOR_PARAM: float(min_score), _PRESENCE_PARAM: PRESENCE_THRESHOLD},
             outputs=_OUTPUTS,
+            xnnpack_threads=threads,
         )
 
     def process(self, rgb: np.ndarray) -> Any:
         """Run the graph on a C-contiguous uint8 (h, w, 3) RGB image; MediaPipe's output tuple."""
-        return self._solution.process({"image": rgb})
+        t0 = time.perf_counter()
+        out = self._solution.process({"image": rgb})
+        _THREADS.record(self.threads, time.perf_counter() - t0, getattr(out, "pose_landmarks", None) is not None)
+        return out
 
     def close(self) -> None:
         self._solution.close()
@@ -165,11 +195,11 @@ class _GraphPool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle: list[tuple[tuple[bool, float], _PoseGraph]] = []  # oldest first
+        self._idle: list[tuple[tuple[bool, float, int], _PoseGraph]] = []  # oldest first
 
     @contextmanager
-    def borrow(self, with_mask: bool, min_score: float) -> Iterator[_PoseGraph]:
-        key = (with_mask, float(min_score))
+    def borrow(self, with_mask: bool, min_score: float, threads: int = 1) -> Iterator[_PoseGraph]:
+        key = (with_mask, float(min_score), int(threads))
         graph = None
         with self._lock:
             for i in range(len(self._idle) - 1, -1, -1):
@@ -177,7 +207,7 @@ class _GraphPool:
                     graph = self._idle.pop(i)[1]
                     break
         if graph is None:
-            graph = _PoseGraph(video=False, with_mask=with_mask, min_score=min_score)
+            graph = _PoseGraph(video=False, with_mask=with_mask, min_score=min_score, threads=threads)
         try:
             yield graph
         except BaseException:
@@ -192,6 +222,68 @@ class _GraphPool:
 
 
 _POOL = _GraphPool()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _ThreadChooser:
+    """How many XNNPACK threads the next graph gets, learnt from how long the calls take.
+
+    Up to :data:`MAX_THREADS` (one per usable core). A multi-threaded call that takes more than
+    :data:`CONTENDED_RATIO` times the fastest multi-threaded call of its kind (with or without a person
+    found: the detector alone is about a quarter of a call with one), or more than :data:`CONTENDED_S`
+    seconds, means that the threads are waiting for each other at the layer barriers (another busy
+    process or thread has the cores: measured 1,400 ms against 58 for one image on 2 cores). New graphs
+    then get one thread for :data:`BACK_OFF_S` seconds, after which more threads are tried again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fastest = {False: math.inf, True: math.inf}
+        self._single_until = 0.0
+
+    def threads(self) -> int:
+        env = os.environ.get(THREADS_ENV, "").strip()
+        if env:
+            try:
+                n = int(env)
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise ValueError(f"{THREADS_ENV} must be a positive integer, got {env!r}")
+            return n
+        with self._lock:
+            if time.monotonic() < self._single_until:
+                return 1
+        return max(1, min(MAX_THREADS, _usable_cores()))
+
+    def record(self, threads: int, seconds: float, found: bool) -> None:
+        """One graph call with ``threads`` threads took ``seconds``; ``found``: it returned landmarks."""
+        if threads < 2:
+            return
+        with self._lock:
+            if seconds > min(CONTENDED_S, CONTENDED_RATIO * self._fastest[found]):
+                self._single_until = time.monotonic() + BACK_OFF_S
+            self._fastest[found] = min(self._fastest[found], seconds)
+
+
+CONTENDED_RATIO = 3.0
+CONTENDED_S = 0.5
+BACK_OFF_S = 30.0
+_THREADS = _ThreadChooser()
+
+
+def inference_threads() -> int:
+    """XNNPACK threads for the next MediaPipe graph: ``$NLRD_MEDIAPIPE_THREADS`` when set (a positive
+    integer), else up to :data:`MAX_THREADS` (one per usable core), or 1 for a while after calls ran
+    slow for want of free cores (see :class:`_ThreadChooser`). A graph's thread count is fixed when it
+    is built; the results do not depend on it."""
+    return _THREADS.threads()
 
 
 # ----------------------------------------------------------------------------- input handling
@@ -351,7 +443,7 @@ def detect_keypoints(rgb: np.ndarray, box: ArrayBox | None = None, *, with_mask:
     s = _check_min_score(min_score)
     view = _plan_view(img.shape[:2], box)
     x = _graph_input(img, view)
-    with _POOL.borrow(with_mask, s) as graph:
+    with _POOL.borrow(with_mask, s, inference_threads()) as graph:
         result = graph.process(x)
     if result.pose_landmarks is None or result.pose_world_landmarks is None:
         return None
@@ -399,7 +491,7 @@ def detect_keypoints_clip(frames: np.ndarray | Iterable[np.ndarray], box: ArrayB
             img = _check_rgb(frame, f"frame {t}")
             if view is None:
                 view = _plan_view(img.shape[:2], box)
-                graph = _PoseGraph(video=True, with_mask=with_mask, min_score=s, smooth=smooth)
+                graph = _PoseGraph(video=True, with_mask=with_mask, min_score=s, smooth=smooth, threads=inference_threads())
             elif img.shape[:2] != view.shape:
                 raise ValueError(f"frame {t} is {img.shape[1]}x{img.shape[0]} but the clip started at "
                                  f"{view.shape[1]}x{view.shape[0]}; all frames must have one size")  # fmt: skip
