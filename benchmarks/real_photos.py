@@ -79,9 +79,9 @@ def draw(img: np.ndarray, joints2d: np.ndarray, colour: tuple[int, int, int]) ->
 
 
 def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int) -> tuple[dict[str, Any], list[np.ndarray]]:
-    counts = {k: [0, 0] for k in ("G alone", "fitted", "constant mean pose")}
-    facing_agree = {"G alone": [0, 0], "fitted": [0, 0]}
-    times: dict[str, list[float]] = {"MediaPipe alone": [], "G alone": [], "fitted": []}
+    counts = {k: [0, 0] for k in ("G alone", "G alone, flip test", "fitted", "constant mean pose")}
+    facing_agree = {"G alone": [0, 0], "G alone, flip test": [0, 0], "fitted": [0, 0]}
+    times: dict[str, list[float]] = {"MediaPipe alone": [], "G alone": [], "G alone, flip test": [], "fitted": []}
     found, rows = 0, []
     for path in photos:
         img = load_image(path)
@@ -96,15 +96,20 @@ def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int
         t2 = time.perf_counter()
         f = predictor.predict_image(img, method="fit")
         t3 = time.perf_counter()
+        # the paper's pose-flip relation at test time: G on the mirrored crop too, mirrored back and averaged
+        gf = predictor.predict_image(img, method="g", flip_test=True)
+        t4 = time.perf_counter()
         times["G alone"].append(t2 - t1)
         times["fitted"].append(t3 - t2)
+        times["G alone, flip test"].append(t4 - t3)
         ref_facing = bool(torso_faces_camera(kp.world3d[None])[0])
         const = mean_pose_2d(predictor, kp.box)
-        for name, pred2d in (("G alone", g.joints2d[0]), ("fitted", f.joints2d[0]), ("constant mean pose", const)):
+        for name, pred2d in (("G alone", g.joints2d[0]), ("G alone, flip test", gf.joints2d[0]), ("fitted", f.joints2d[0]),
+                             ("constant mean pose", const)):  # fmt: skip
             h, n = pck(pred2d, kp.joints2d, kp.conf, kp.box)
             counts[name][0] += h
             counts[name][1] += n
-        for name, res in (("G alone", g), ("fitted", f)):
+        for name, res in (("G alone", g), ("G alone, flip test", gf), ("fitted", f)):
             facing_agree[name][0] += int(bool(torso_faces_camera(res.joints3d)[0]) == ref_facing)
             facing_agree[name][1] += 1
         if len(rows) < sheet_rows:
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\n### Held-out real photos ({rp['photos']} photos, a person found in {rp['person_found']})\n")
     print("| path | PCK@0.2 vs MediaPipe (12 limb joints) | torso front/back agreement | median ms / photo |")
     print("|---|---:|---:|---:|")
-    for k in ("G alone", "fitted", "constant mean pose"):
+    for k in ("G alone", "G alone, flip test", "fitted", "constant mean pose"):
         fb = rp["front_back_agreement"].get(k)
         ms = rp["median_ms"].get(k)
         print(f"| {k} | {rp['pck@0.2'][k]:.3f} | {'-' if fb is None else f'{fb:.3f}'} | {'-' if ms is None else f'{ms:.0f}'} |")
