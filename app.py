@@ -70,6 +70,7 @@ import nlrd
 from nlrd import viz
 from nlrd.adapt_session import (
     DEMO_MOTIONS,
+    REPRESENTATIVE,
     AdaptSession,
     Report,
     SessionSettings,
@@ -124,7 +125,7 @@ RELATION_VIEWS_KEPT = 8  # relation pairs the server keeps for the Relations tab
 # default keeps 10,000: a script opening a session per call grew the server by 0.3 MB a call.
 STATE_SESSIONS_KEPT = 256
 ADAPT_SOURCES = ("built-in synthetic target clips", "my videos", "real photos and videos")
-ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each)
+ADAPT_COMPARE_FRAMES = 3  # before / after scenes (one WebGL context each): most improved, median, most worsened
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a run folder: one plain name below --runs-dir
 DEFAULT_RUNS_DIR = "runs/app"
 
@@ -1312,27 +1313,46 @@ def _adapt_status(report: Report, session: AdaptSession) -> str:
     if report.agreement:
         first, last = report.agreement[0][1], report.agreement[-1][1]
         parts.append(f"agreement with MediaPipe (held-out real frames) {first:.3f} → {last:.3f}")
+    if report.finished and report.step:
+        parts.append(_kept_weights_note(report))
     if DEMO_MOTIONS in session.data.description:
         parts.append("⚠ No prepared motion capture here: the built-in clips show synthetic demo motions, so this "
                      "target error is not comparable to the measured tables (`python -m training.prepare_data`).")  # fmt: skip
     return "  \n".join(parts)
 
 
+def _kept_weights_note(report: Report) -> str:
+    """Which weights the session keeps (the last step's) and, when the curve's best point was earlier, says so."""
+    text = (f"The session keeps G as it is after its last step (step {report.step}): that is what the comparison shows "
+            "and what *Save* writes.")
+    curve = report.errors or [(s, -v) for s, v in report.agreement]  # lower is better in both
+    if curve:
+        best_step, best = min(curve, key=lambda sv: sv[1])
+        if best_step != report.step and best < curve[-1][1]:
+            shown = f"{best:.1f} mm" if report.errors else f"PCK {-best:.3f}"
+            text += (f" The curve was best at step {best_step} ({shown}); weights are not picked by that curve, because "
+                     "it is measured on the very frames the session is judged on.")  # fmt: skip
+    return text
+
+
 def _adapt_comparison(session: AdaptSession) -> tuple[go.Figure, list[tuple[np.ndarray, str]]]:
     """Before / after skeletons on the same evaluation frames (with the ground truth when labelled), and those frames."""
-    c = session.comparison(ADAPT_COMPARE_FRAMES)
+    # Three frames that show the spread behind the headline: the most improved, the median and the most worsened.
+    c = session.comparison(REPRESENTATIVE)
     after = f"after {session.step} steps"
     if c["truth"] is not None:
         groups = [[t, b, a] for t, b, a in zip(c["truth"], c["before"], c["after"], strict=True)]
         labels, colours = ["ground truth", "before (starting G)", after], ["#404040", "#ff7f0e", "#1f77b4"]
-        errors = zip(c["index"], c["before_mm"], c["after_mm"], strict=True)
-        titles = [f"frame {i}: {eb:.0f} → {ea:.0f} mm" for i, eb, ea in errors]
+        errors = zip(c["roles"], c["index"], c["before_mm"], c["after_mm"], strict=True)
+        titles = [f"{r}, frame {i}: {eb:.0f} → {ea:.0f} mm" for r, i, eb, ea in errors]
     else:
         groups = [[b, a] for b, a in zip(c["before"], c["after"], strict=True)]
         labels, colours = ["before (starting G)", after], ["#ff7f0e", "#1f77b4"]
         moved = np.linalg.norm(c["after"] - c["before"], axis=-1).mean(axis=-1)
-        titles = [f"frame {i}: moved {m:.0f} mm" for i, m in zip(c["index"], moved, strict=True)]
-    fig = viz.pose_comparison_figure(groups, labels, colours, titles=titles, uirevision=UIREV_ADAPT_CMP, height=360)
+        titles = [f"{r}, frame {i}: moved {m:.0f} mm" for r, i, m in zip(c["roles"], c["index"], moved, strict=True)]
+    # the role on its own line above the numbers: three long titles side by side would run into each other
+    fig = viz.pose_comparison_figure(groups, labels, colours, titles=[t.replace(", ", "<br>", 1) for t in titles],
+                                     uirevision=UIREV_ADAPT_CMP, height=360)  # fmt: skip
     images = list(c["images"])
     if c.get("keypoints") is not None:  # real frames: MediaPipe's keypoints (green), G before (orange) and after (blue)
         images = [_keypoint_overlay(img, [k, b, a]) for img, k, b, a in
@@ -1460,7 +1480,8 @@ def save_adaptation(ctx: AppContext, sid: str | None, run_name: str) -> str:
         path = session.save(ctx.runs_dir / name, protected=ctx.protected_dirs)
     except ValueError as exc:
         raise _error(exc) from None
-    return (f"Saved the adapted G (step {session.step}) to `{_shown_path(path)}` with a JSON sidecar. Load it with "
+    return (f"Saved the adapted G as it is after step {session.step}, the session's last, to `{_shown_path(path)}` with a "
+            "JSON sidecar. Load it with "
             "`nlrd.inference.load_image_encoder`, or put it beside the priors as `adapted_g.safetensors`: "
             "`PosePredictor.from_pretrained` prefers it to Gs.")  # fmt: skip
 

@@ -378,6 +378,9 @@ def default_settings(predictor: PosePredictor, device: str = "auto", real: bool 
 
 
 # ----------------------------------------------------------------------------- progress
+REPRESENTATIVE = "representative"  # AdaptSession.comparison: most improved, median and most worsened frames
+
+
 @dataclass
 class Report:
     """Where a session stands (a snapshot: the lists are copies).
@@ -623,23 +626,32 @@ class AdaptSession:
                 self._after_step = self.step
             return self._after
 
-    def comparison(self, frames: Sequence[int] | int = 3) -> dict[str, Any]:
+    def comparison(self, frames: Sequence[int] | int | str = REPRESENTATIVE) -> dict[str, Any]:
         """Before / after on chosen evaluation frames.
 
         Args:
-            frames: indices into the evaluation set, or a count (spread over the set).
+            frames: indices into the evaluation set, a count (spread over the set), or
+                :data:`REPRESENTATIVE`: the frames that changed most for the better, the median change and
+                most for the worse (the target error's change with labels, else how far the prediction
+                moved: most, median, least), so three frames show the spread behind the headline figure.
 
         Returns:
             ``index`` (K,), ``images`` (K, S, S, 3) uint8, ``before`` / ``after`` (K, J, 3) mm,
             ``truth`` (K, J, 3) mm or None, and per-frame ``before_mm`` / ``after_mm`` errors (K,)
             (None without labels); real data adds ``keypoints`` (MediaPipe's, else None), ``before_2d`` and
-            ``after_2d`` (K, J, 2) in crop units.
+            ``after_2d`` (K, J, 2) in crop units; ``roles`` (K,) str names each frame's place in the spread
+            (empty strings unless ``frames`` is :data:`REPRESENTATIVE`).
         """
         with self._lock:
             if self.before is None:
                 self.before = self._predict()
             n = len(self.data.eval_images)
-            if isinstance(frames, int):
+            roles: list[str] = []
+            if isinstance(frames, str):
+                if frames != REPRESENTATIVE:
+                    raise ValueError(f"frames must be indices, a count or {REPRESENTATIVE!r}, got {frames!r}")
+                idx, roles = self._representative(self.before, self.after())
+            elif isinstance(frames, int):
                 idx = np.unique(np.linspace(0, n - 1, max(1, min(frames, n))).round().astype(int))
             else:
                 idx = np.asarray(list(frames), dtype=int)
@@ -649,13 +661,33 @@ class AdaptSession:
         truth = None if self.data.eval_joints is None else self.data.eval_joints[idx]
         err = (lambda p: None) if truth is None else (lambda p: np.asarray(mpjpe(p, truth, reduce=False)))  # noqa: E731
         out = {"index": idx, "images": self.data.eval_images[idx], "before": before, "after": after, "truth": truth,
-               "before_mm": err(before), "after_mm": err(after), "keypoints": None}  # fmt: skip
+               "before_mm": err(before), "after_mm": err(after), "keypoints": None,
+               "roles": roles or [""] * len(idx)}  # fmt: skip
         if self.data.real is not None:  # MediaPipe's keypoints and G's projections, in crop units (see nlrd.vision.target)
             rows = np.flatnonzero(self.data.real.val)[idx]
             out["keypoints"] = self.data.real.keypoints[rows]
             out["before_2d"], out["after_2d"] = (project_crop(torch.from_numpy(np.asarray(j, np.float32))).numpy()
                                                  for j in (before, after))  # fmt: skip
         return out
+
+    def _representative(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Indices (K,) and role names of the most improved, the median and the most worsened evaluation frame
+        (by the target error's change; without labels by how far the prediction moved: most, median, least)."""
+        if self.data.eval_joints is not None:
+            y = self.data.eval_joints
+            change = np.asarray(mpjpe(after, y, reduce=False)) - np.asarray(mpjpe(before, y, reduce=False))
+            names = ("most improved", "median change", "most worsened")
+        else:
+            change = -np.linalg.norm(after - before, axis=-1).mean(axis=-1)
+            names = ("moved most", "median move", "moved least")
+        order = np.argsort(change, kind="stable")
+        picks = [int(order[0]), int(order[len(order) // 2]), int(order[-1])]
+        idx, roles = [], []
+        for i, name in zip(picks, names, strict=True):
+            if i not in idx:
+                idx.append(i)
+                roles.append(name)
+        return np.asarray(idx, dtype=int), roles
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers: settings, steps done, final losses and before / after on the evaluation set."""

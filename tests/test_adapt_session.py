@@ -22,6 +22,7 @@ import torch
 from nlrd.adapt_session import (
     ADAPTED_NAME,
     CPU_STEPS,
+    REPRESENTATIVE,
     AdaptSession,
     SessionSettings,
     TargetData,
@@ -37,6 +38,7 @@ from nlrd.checkpoint import save_checkpoint
 from nlrd.data.synthetic import demo_poses, render_clip
 from nlrd.inference import SOURCE_CHECKPOINT as SOURCE_NAME
 from nlrd.inference import PosePredictor, load_image_encoder
+from nlrd.metrics import mpjpe
 from nlrd.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from nlrd.models.relation_net import RelationNet, RelationNetConfig
 from nlrd.priors import CHECKPOINT_DIR, POSE_CHECKPOINT, MotionPrior, PosePrior
@@ -92,6 +94,16 @@ def test_run_reports_curves_and_only_trainable_stages_move(predictor: PosePredic
     c = session.comparison(3)
     assert c["images"].shape == (3, SIZE, SIZE, 3) and c["before"].shape == c["after"].shape == c["truth"].shape == (3, 17, 3)
     assert c["before_mm"].shape == (3,) and not np.allclose(c["before"], c["after"])
+    # The representative frames: the extremes and the median of the per-frame error change, in that order.
+    r = session.comparison(REPRESENTATIVE)
+    y = data.eval_joints
+    change = np.asarray(mpjpe(session.after(), y, reduce=False)) - np.asarray(mpjpe(session.before, y, reduce=False))
+    assert r["roles"] == ["most improved", "median change", "most worsened"]
+    assert r["index"][0] == int(np.argmin(change)) and r["index"][2] == int(np.argmax(change))
+    np.testing.assert_allclose(change[r["index"][1]], np.sort(change)[len(change) // 2])
+    np.testing.assert_allclose(r["after_mm"] - r["before_mm"], change[r["index"]], atol=1e-3)
+    with pytest.raises(ValueError, match="representative"):
+        session.comparison("best")
     s = session.summary()
     assert s["phase"] == "done" and s["steps_done"] == 4 and s["labelled"] is True
     assert s["before_mpjpe_mm"] == last.errors[0][1] and s["after_mpjpe_mm"] == last.errors[-1][1]

@@ -455,6 +455,9 @@ def test_adapt_streams_curves_then_a_summary_and_saves(app: ModuleType, adapt_ct
     frames = app.adapt_frames(ctx, session)
     assert len(frames) == 3 and frames[0][0].shape == (ctx.predictor.image_size, ctx.predictor.image_size, 3)
     assert "→" in frames[0][1]
+    # The three frames are the spread behind the headline figure, named as such; the kept weights are said.
+    assert [t.split(",")[0] for _, t in frames] == ["most improved", "median change", "most worsened"]
+    assert "keeps G as it is after its last step (step 3)" in status
     # Save: a plain name below the runs folder; never a path, never twice, never into the shipped weights.
     msg = app.save_adaptation(ctx, session, "first_run")
     saved = ctx.runs_dir / "first_run" / "adapted_g.safetensors"
@@ -494,6 +497,18 @@ def test_adapt_on_real_photos_shows_agreement_and_keypoints(app: ModuleType, ada
     assert frames[0][0].shape == (256, 256, 3) and "green MediaPipe" in frames[0][1]
     terms, _ = app.adapt_defaults(ctx, "cpu", app.ADAPT_SOURCES[2])
     assert terms["value"] == ["keypoints", "fit3d", "source"]
+
+
+def test_adapt_status_says_which_weights_are_kept(app: ModuleType) -> None:
+    """The last step's weights are kept and saved; a lower point earlier on the curve is named, not picked."""
+    from nlrd.adapt_session import Report
+
+    dipped = Report(60, 60, {}, [(0, 150.0), (20, 140.0), (60, 146.0)], 1.0, "done")
+    note = app._kept_weights_note(dipped)
+    assert "after its last step (step 60)" in note and "best at step 20 (140.0 mm)" in note
+    assert "best at" not in app._kept_weights_note(Report(60, 60, {}, [(0, 150.0), (60, 140.0)], 1.0, "done"))
+    real = Report(40, 40, {}, [], 1.0, "done", agreement=[(0, 0.6), (20, 0.7), (40, 0.65)])
+    assert "best at step 20 (PCK 0.700)" in app._kept_weights_note(real)
 
 
 def test_adapt_says_on_screen_when_built_in_clips_are_demo_motions(app: ModuleType) -> None:

@@ -153,7 +153,10 @@ def test_adapt_small_session_draws_curves(page, shots: Path) -> None:
     page.wait_for_function(f"() => {{ const d = {_plot_js('adapt-loss-plot')}; return d && d.data && d.data.length === {n}; }}")
     _wait_plot(page, "adapt-error-plot", 1)
     page.locator("#adapt-status").get_by_text("Done").wait_for()
+    # which weights the session keeps is said on screen, and the compared frames are named by their place
+    page.locator("#adapt-status").get_by_text("keeps G as it is after its last step (step 6)").wait_for()
     _wait_plot(page, "adapt-compare-plot", 36)  # 3 frames x (truth, before, after) x 4 traces
+    assert "most improved" in (page.locator("#adapt-compare-plot").inner_text() or "")
     page.wait_for_function(f"() => {_plot_js('adapt-error-plot')}.data[0].x.length >= 2")
     page.wait_for_timeout(1500)  # let the 3D scenes and the frames finish drawing
     page.evaluate("window.scrollTo(0, 0)")
