@@ -15,6 +15,10 @@ Sections (each prints a markdown table; everything goes to ``--out`` as JSON):
    confident about), and torso front/back agreement with MediaPipe's world landmarks. The fitted
    path is fitted to these very keypoints, so its 2D agreement says that the fit follows them (it
    is not an independent accuracy); G alone and the constant pose are independent of them.
+   **By posture**: the photos split by how far MediaPipe's world torso (mid-hips -> mid-shoulders)
+   leans from the camera's up axis (upright < 30 degrees, leaning 30-60, horizontal > 60: lying,
+   planks, push-ups, all fours), with each path's median torso direction error against it (degrees):
+   a body that comes out standing when the person lies shows as a large error in the horizontal bin.
 2. **Renders with 3D labels** (the fixed target-test set): MPJPE and PA-MPJPE (mm) of G alone, the
    fitted path (MediaPipe run on the upscaled renders) and MediaPipe's world landmarks mapped to the
    17 joints, on the renders where MediaPipe finds the person; both bone-length protocols for the fit.
@@ -59,6 +63,32 @@ def pck(pred: np.ndarray, ref: np.ndarray, conf: np.ndarray, box: np.ndarray) ->
     return int(((d <= PCK_FRACTION * size) & ok).sum()), int(ok.sum())
 
 
+POSTURE_BINS = (("upright (< 30 deg)", 0.0, 30.0), ("leaning (30-60 deg)", 30.0, 60.0),
+                ("horizontal (> 60 deg)", 60.0, 180.0))
+CAMERA_UP = np.array([0.0, -1.0, 0.0])  # camera frame: x right, y down, z away from the camera
+
+
+def torso_up(joints3d: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) mm camera frame -> (..., 3) unit direction from the mid-hips to the mid-shoulders."""
+    sk = H36M_17
+    j = np.asarray(joints3d, dtype=np.float64)
+    hips = 0.5 * (j[..., sk.index("l_hip"), :] + j[..., sk.index("r_hip"), :])
+    shoulders = 0.5 * (j[..., sk.index("l_shoulder"), :] + j[..., sk.index("r_shoulder"), :])
+    up = shoulders - hips
+    return up / np.maximum(np.linalg.norm(up, axis=-1, keepdims=True), 1e-9)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two unit (3,) directions, degrees."""
+    return float(np.degrees(np.arccos(np.clip(float(np.dot(a, b)), -1.0, 1.0))))
+
+
+def posture_bin(ref_up: np.ndarray) -> str:
+    """Which of POSTURE_BINS a reference torso direction (unit (3,), camera frame) falls in."""
+    lean = angle_deg(ref_up, CAMERA_UP)
+    return next((name for name, _, hi in POSTURE_BINS if lean < hi), POSTURE_BINS[-1][0])
+
+
 def mean_pose_2d(predictor: PosePredictor, box: np.ndarray) -> np.ndarray:
     """(17, 2) px: the prior's mean pose (z = 0, seen from the front) placed in the box as the renders frame it."""
     joints = predictor.decode(np.zeros((1, predictor.pose.latent_dim), np.float32))
@@ -83,6 +113,9 @@ def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int
     facing_agree = {"G alone": [0, 0], "G alone, flip test": [0, 0], "fitted": [0, 0]}
     times: dict[str, list[float]] = {"MediaPipe alone": [], "G alone": [], "G alone, flip test": [], "fitted": []}
     found, rows = 0, []
+    # per posture bin: photos, and per path the torso direction errors (deg) and PCK (hits, scored)
+    postures: dict[str, dict[str, Any]] = {name: {"photos": 0, "torso_error_deg": {k: [] for k in facing_agree},
+                                                  "pck": {k: [0, 0] for k in counts}} for name, _, _ in POSTURE_BINS}
     for path in photos:
         img = load_image(path)
         t0 = time.perf_counter()
@@ -103,15 +136,20 @@ def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int
         times["fitted"].append(t3 - t2)
         times["G alone, flip test"].append(t4 - t3)
         ref_facing = bool(torso_faces_camera(kp.world3d[None])[0])
+        ref_up = torso_up(kp.world3d)
+        bin_ = postures[posture_bin(ref_up)]
+        bin_["photos"] += 1
         const = mean_pose_2d(predictor, kp.box)
         for name, pred2d in (("G alone", g.joints2d[0]), ("G alone, flip test", gf.joints2d[0]), ("fitted", f.joints2d[0]),
                              ("constant mean pose", const)):  # fmt: skip
             h, n = pck(pred2d, kp.joints2d, kp.conf, kp.box)
-            counts[name][0] += h
-            counts[name][1] += n
+            for tally in (counts[name], bin_["pck"][name]):
+                tally[0] += h
+                tally[1] += n
         for name, res in (("G alone", g), ("G alone, flip test", gf), ("fitted", f)):
             facing_agree[name][0] += int(bool(torso_faces_camera(res.joints3d)[0]) == ref_facing)
             facing_agree[name][1] += 1
+            bin_["torso_error_deg"][name].append(angle_deg(torso_up(res.joints3d[0]), ref_up))
         if len(rows) < sheet_rows:
             panels = [draw(img, g.joints2d[0], (255, 80, 0)), draw(img, f.joints2d[0], (0, 200, 0)),
                       draw(img, const, (0, 120, 255))]
@@ -122,6 +160,11 @@ def photos_section(predictor: PosePredictor, photos: list[Path], sheet_rows: int
     res["front_back_agreement"] = {k: (a / n if n else None) for k, (a, n) in facing_agree.items()}
     res["median_ms"] = {k: float(np.median(v) * 1000) if v else None for k, v in times.items()}
     res["median_ms"]["fitted path, end to end"] = res["median_ms"]["fitted"]
+    res["by_posture"] = {name: {"photos": b["photos"],
+                                "median_torso_error_deg": {k: float(np.median(v)) if v else None
+                                                           for k, v in b["torso_error_deg"].items()},
+                                "pck@0.2": {k: (h / n if n else None) for k, (h, n) in b["pck"].items()}}
+                         for name, b in postures.items()}  # fmt: skip
     return res, rows
 
 
@@ -199,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ms = rp["median_ms"].get(k)
         print(f"| {k} | {rp['pck@0.2'][k]:.3f} | {'-' if fb is None else f'{fb:.3f}'} | {'-' if ms is None else f'{ms:.0f}'} |")
     print(f"| MediaPipe alone | (reference) | (reference) | {rp['median_ms']['MediaPipe alone']:.0f} |")
+    print_postures(rp["by_posture"])
     for rr, nb in ([(result["renders"], result["no_person"])] if not args.skip_renders else []):
         print_renders(rr, nb)
     print(f"\n{result['seconds']} s")
@@ -212,6 +256,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
     return result
+
+
+def print_postures(by_posture: dict[str, Any]) -> None:
+    print("\n### By posture (MediaPipe's world torso against the camera's up axis)\n")
+    print("| posture | photos | torso direction error, G alone / fitted (deg, median) | PCK@0.2 G alone / fitted / constant |")
+    print("|---|---:|---:|---:|")
+
+    def f(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for name, b in by_posture.items():
+        e, k = b["median_torso_error_deg"], b["pck@0.2"]
+        print(f"| {name} | {b['photos']} | {f(e['G alone'], '.1f')} / {f(e['fitted'], '.1f')} | "
+              f"{f(k['G alone'], '.3f')} / {f(k['fitted'], '.3f')} / {f(k['constant mean pose'], '.3f')} |")
 
 
 def print_renders(rr: dict[str, Any], nb: dict[str, Any]) -> None:

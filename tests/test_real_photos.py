@@ -15,7 +15,7 @@ from nlrd.inference import PosePredictor
 from nlrd.vision import detect_keypoints, heldout_exercise_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from real_photos import mean_pose_2d, pck  # noqa: E402
+from real_photos import angle_deg, mean_pose_2d, pck, posture_bin, torso_up  # noqa: E402
 
 N_PHOTOS = 12  # the first held-out photos: enough to separate the paths, quick on 2 cores
 
@@ -90,3 +90,28 @@ def test_clip_fit_is_smooth_and_reports_keypoints(predictor: PosePredictor, phot
     # still move by a few px between the frames, and joints it barely sees move most in depth)
     spread = np.linalg.norm(res.joints3d - res.joints3d.mean(0), axis=-1)
     assert spread.mean() < 25.0, spread.mean()
+
+
+def _rot_x(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+@pytest.mark.parametrize(("pitch", "expected"), [(0, "upright"), (20, "upright"), (45, "leaning"), (90, "horizontal"),
+                                                 (-80, "horizontal"), (180, "horizontal")])  # fmt: skip
+def test_posture_bins_follow_the_torsos_lean_from_the_cameras_up_axis(pitch: float, expected: str) -> None:
+    """The benchmark's posture split: a standing skeleton (camera frame, y down) tipped by `pitch` degrees
+    about the camera's x axis lands in the bin of its lean, and its torso direction turns by exactly that."""
+    from nlrd.skeleton import H36M_17
+
+    standing = np.zeros((17, 3))  # hips at y = 0, shoulders 500 mm above them, 3 m from the camera
+    for j, name in enumerate(H36M_17.joint_names):
+        y = -500.0 if "shoulder" in name else (0.0 if "hip" in name else -200.0)
+        x = (-150.0 if name.startswith("r_") else 150.0) if name.startswith(("l_", "r_")) else 0.0
+        standing[j] = (x, y, 3000.0)
+    tipped = standing @ _rot_x(pitch).T
+    up0, up1 = torso_up(standing), torso_up(tipped)
+    np.testing.assert_allclose(np.linalg.norm(up1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(up0, [0.0, -1.0, 0.0], atol=1e-9)
+    assert abs(angle_deg(up0, up1) - abs(pitch)) < 1e-6
+    assert posture_bin(up1).startswith(expected)

@@ -65,7 +65,7 @@ def _load_encoder(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 def eval_source(args: argparse.Namespace) -> dict[str, Any]:
     from nlrd.data.testsets import load_test_set
-    from nlrd.evaluation import pose_errors, predict_joints, predict_joints_and_flip_test
+    from nlrd.evaluation import best_fit_floor, pose_errors, predict_joints, predict_joints_and_flip_test
     from nlrd.metrics import mpjpe
 
     ckdir = Path(args.checkpoints)
@@ -86,6 +86,12 @@ def eval_source(args: argparse.Namespace) -> dict[str, Any]:
         "target_test_mpjpe_mm_flip_test": float(mpjpe(tgt_flip, tgt["joints3d"])),
         "train_seconds": meta.get("metrics", {}).get("train_seconds"), "train_steps": meta.get("metrics", {}).get("train_steps"),
     }  # fmt: skip
+    # Gs's error split: the decoder's floor on these very labels (no Dp(z) comes closer to them, whatever G
+    # does) and what lies above it (G's own error).
+    for name, test in (("source_test", src), ("target_test", tgt)):
+        floor = float(best_fit_floor(pose, test["joints3d"]).mean())
+        out[f"{name}_decoder_floor_mm"] = floor
+        out[f"{name}_above_floor_mm"] = out[f"{name}_mpjpe_mm"] - floor
     oracle_path = ckdir / "oracle.safetensors"
     if oracle_path.exists():
         oracle, ometa = _load_encoder(oracle_path)
